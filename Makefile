@@ -1,0 +1,31 @@
+# `make train` and `make test` install into .venv first; `make install` alone is idempotent.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# GTX 10xx (Pascal) owners: PyPI's torch 2.11 is built for CUDA 13, which dropped Pascal.
+# Install PyTorch's CUDA 12.6 build instead:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cu126
+TORCH_INDEX ?=
+
+.PHONY: install train test tensorboard clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet "torch==2.11.*" "torchaudio==2.11.*" --index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+train: install
+	$(PY) -m aerecon.train --multirun experiment=demo model=fc,conv
+
+test: install
+	$(PY) -m pytest
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir logs
+
+clean:
+	rm -rf logs .pytest_cache

@@ -1,0 +1,23 @@
+"""Reading aerecon checkpoints safely (weights_only) without loading all their tensors."""
+
+from pathlib import Path
+
+import torch
+
+from aerecon.errors import ConfigError
+
+
+def load_checkpoint_config(path: str | Path) -> dict:
+    """The resolved run config stored in an aerecon checkpoint; a clear error for anything else."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={path} does not exist; e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
+    try:
+        # mmap: a thesis checkpoint is 8 GB; only the small config is actually read.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        raise ConfigError(f"ckpt_path={path} is not a readable PyTorch checkpoint ({error})") from error
+    config = checkpoint.get("aerecon", {}).get("config") if isinstance(checkpoint, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"ckpt_path={path} is not an aerecon checkpoint (it carries no aerecon config)")
+    return config

@@ -1,0 +1,5 @@
+from aerecon.models.base import AutoencoderModule
+from aerecon.models.conv import ConvAutoencoder
+from aerecon.models.fc import FCAutoencoder
+
+__all__ = ["AutoencoderModule", "ConvAutoencoder", "FCAutoencoder"]

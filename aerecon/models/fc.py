@@ -1,0 +1,19 @@
+"""The thesis's fully connected ("base") autoencoder."""
+
+from aerecon.models.base import AutoencoderModule, check_latent
+from aerecon.models.layers import Checkpointed, dense_stack
+
+
+class FCAutoencoder(AutoencoderModule):
+    """input_length -> hidden... -> latent -> reversed(hidden)... -> input_length.
+
+    ReLU after every layer but the last. Defaults on 13230 samples are the thesis model:
+    13230 -> 9800 -> 6500 -> 3300 -> 6500 -> 9800 -> 13230, 429,657,130 parameters.
+    """
+
+    def __init__(self, input_length: int, hidden: list[int] = (9800, 6500), latent: int = 3300, **kwargs):
+        super().__init__(input_length, **kwargs)
+        check_latent(latent, input_length)
+        widths = [input_length, *hidden, latent]
+        self.encoder = Checkpointed(*dense_stack(widths, last_activation=True))
+        self.decoder = Checkpointed(*dense_stack(widths[::-1], last_activation=False))

@@ -1,0 +1,137 @@
+"""Training entry point: `python -m aerecon.train` / `aerecon-train` (a Hydra app, conf/train.yaml)."""
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback as HydraCallback
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from aerecon.callbacks import BestMetrics, StoreConfig
+from aerecon.checkpoint import load_checkpoint_config
+from aerecon.errors import AereconError, ConfigError
+
+log = logging.getLogger(__name__)
+RESULTS = "results.json"
+# What must match for a checkpoint to be resumed under the current config.
+RESUME_KEYS = ("model", "representation", "data.sample_rate", "data.segment_seconds", "data.split",
+               "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.root", "optimizer", "seed")
+
+
+def _select(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def _resume_into(cfg: DictConfig) -> Path:
+    """Checks the checkpoint belongs to this config and returns its run folder."""
+    saved = load_checkpoint_config(cfg.ckpt_path)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    differ = [key for key in RESUME_KEYS if _select(saved, key) != _select(current, key)]
+    if differ:
+        details = "; ".join(f"{k}: {_select(saved, k)} in the checkpoint, {_select(current, k)} now" for k in differ)
+        overrides = " ".join(saved.get("overrides", []))
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was trained with a different config ({details}). "
+            f"Resume with the original overrides: aerecon-train {overrides} ckpt_path={cfg.ckpt_path}"
+        )
+    return Path(cfg.ckpt_path).expanduser().resolve().parent.parent
+
+
+def _write_json(data: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
+    if cfg.ckpt_path:
+        run_dir = _resume_into(cfg)
+        with open_dict(cfg):
+            cfg.paths.run_dir = str(run_dir)
+        log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
+    run_dir = Path(cfg.paths.run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["overrides"] = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(config)]
+    logger = instantiate(cfg.logger)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    logger.log_hyperparams(config)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+
+    best = next(c for c in callbacks if isinstance(c, BestMetrics))
+    results = {
+        "model": cfg.model_name,
+        "run_dir": str(run_dir),
+        "epochs": trainer.current_epoch,
+        "interrupted": trainer.interrupted,
+        "best_epoch": best.best_epoch,
+        "best": best.best,
+        "best_checkpoint": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None,
+        "tensorboard": logger.log_dir,
+    }
+    if cfg.test and not trainer.interrupted:
+        if len(datamodule.datasets["test"]):
+            results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path="best")[0]
+        else:
+            log.warning("The test split is empty; skipping the test (adjust data.split to have one)")
+    _write_json(results, run_dir / RESULTS)
+    log.info("%s", summary_line(results))
+    return results
+
+
+def summary_line(results: dict) -> str:
+    best = results["best"]
+    return (
+        f"{results['model']:<8} best val/loss {best.get('val/loss', float('nan')):>12.4f}   "
+        f"val/snr_db {best.get('val/snr_db', float('nan')):>7.2f} dB   epoch {results['best_epoch']}   "
+        f"run {results['run_dir']}"
+    )
+
+
+class PrintSummary(HydraCallback):
+    """After a sweep, one line per job with its best val/loss and val/snr_db, and where the logs are."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        results = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{RESULTS}"))]
+        if not results:
+            return
+        print(f"\nSweep summary ({len(results)} runs):")
+        for r in results:
+            print("  " + summary_line(r))
+        print(f"TensorBoard: tensorboard --logdir {sweep_dir}   (or `make tensorboard` for all runs)")
+
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        path = Path(config.hydra.runtime.output_dir) / RESULTS
+        if path.exists():
+            results = json.loads(path.read_text())
+            print("\n" + summary_line(results))
+            print(f"TensorBoard: tensorboard --logdir {results['tensorboard']}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        results = train(cfg)
+    except AereconError as error:
+        print(f"aerecon: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return results["best"].get("val/loss")  # the objective for Hydra sweepers (e.g. Optuna)
+
+
+if __name__ == "__main__":
+    main()
