@@ -1,5 +1,7 @@
 """aerecon: train and compare neural audio autoencoders."""
 
+import os
+
 from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
@@ -8,3 +10,6 @@ __version__ = "0.1.0"
 OmegaConf.register_new_resolver(
     "samples", lambda rate, seconds: int(round(float(rate) * float(seconds))), replace=True
 )
+# `${cwd:}`: where the command was started (Hydra does not chdir); usable before a job exists,
+# unlike `${hydra:runtime.cwd}`, e.g. in the sweep folder's path.
+OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)

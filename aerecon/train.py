@@ -64,6 +64,7 @@ def train(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     config["overrides"] = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training
     model = instantiate(cfg.model)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(config)]
     logger = instantiate(cfg.logger)
@@ -123,12 +124,23 @@ class PrintSummary(HydraCallback):
             print(f"TensorBoard: tensorboard --logdir {results['tensorboard']}")
 
 
+def _user_error(error: BaseException) -> AereconError | None:
+    """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
+    while error is not None:
+        if isinstance(error, AereconError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         results = train(cfg)
-    except AereconError as error:
-        print(f"aerecon: error: {error}", file=sys.stderr)
+    except Exception as error:
+        if (user_error := _user_error(error)) is None:
+            raise
+        print(f"aerecon: error: {user_error}", file=sys.stderr)
         sys.exit(2)
     return results["best"].get("val/loss")  # the objective for Hydra sweepers (e.g. Optuna)
 

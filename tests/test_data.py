@@ -1,0 +1,192 @@
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aerecon.audio import load_audio
+from aerecon.data import AudioDataModule, DemoDataModule, assign_split
+from aerecon.data.cache import WaveformCache
+from aerecon.data.synth import ensure_demo_dataset, render_track
+from aerecon.errors import ConfigError, DataError
+
+
+def sine(freq, seconds, rate, channels=1, amplitude=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    mono = amplitude * np.sin(2 * np.pi * freq * t)
+    return np.stack([mono] * channels, axis=1)
+
+
+def write_songs(folder: Path, names, seconds=2.0, rate=8000):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        sf.write(folder / name, sine(200 + 10 * i, seconds, rate), rate)
+
+
+def datamodule(root, cache, **kwargs):
+    kwargs = {"sample_rate": 1000, "segment_seconds": 0.5, "batch_size": 4,
+              "split": {"train": 2, "val": 1, "test": 1}, **kwargs}
+    return AudioDataModule(root=None if root is None else str(root), cache_dir=str(cache), **kwargs)
+
+
+@pytest.mark.parametrize("fmt, subtype, rate, channels", [
+    ("wav", "PCM_16", 44100, 2), ("wav", "PCM_24", 48000, 1), ("wav", "FLOAT", 22050, 6),
+    ("wav", "PCM_U8", 8000, 1), ("flac", "PCM_16", 96000, 2), ("ogg", "VORBIS", 44100, 2),
+    ("mp3", "MPEG_LAYER_III", 44100, 2),
+])
+def test_any_format_rate_and_channels_decode_to_mono_at_target_rate(tmp_path, fmt, subtype, rate, channels):
+    path = tmp_path / f"tone.{fmt}"
+    sf.write(path, sine(441, 1.0, rate, channels), rate, subtype=subtype)
+    wave = load_audio(path, 4410)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - 4410) <= 1200  # mp3 / vorbis add encoder padding
+    spectrum = np.abs(np.fft.rfft(wave[:4096]))
+    peak_hz = np.argmax(spectrum) * 4410 / 4096
+    assert abs(peak_hz - 441) < 5
+
+
+def test_split_by_song_has_no_leakage_and_covers_every_song(tmp_path):
+    names = [f"artist{i % 3}/song_{i:02d}.wav" for i in range(24)]
+    for name in names:
+        write_songs(tmp_path / "music" / Path(name).parent, [Path(name).name], seconds=1.6)
+    dm = datamodule(tmp_path / "music", tmp_path / "cache")
+    dm.setup("fit")
+    per_split = {s: {song.name for song in dm.songs[s]} for s in ("train", "val", "test")}
+    assert set().union(*per_split.values()) == set(names)
+    assert not (per_split["train"] & per_split["val"] or per_split["train"] & per_split["test"]
+                or per_split["val"] & per_split["test"])
+    for split, dataset in dm.datasets.items():  # every segment of a split comes from that split's songs
+        assert {dataset.songs[s].name for s, _ in dataset.index} <= per_split[split]
+        assert len(dataset) == 3 * len(per_split[split])  # 1.6 s -> three whole 0.5 s segments
+
+
+def test_split_is_stable_when_files_are_added(tmp_path):
+    music = tmp_path / "music"
+    write_songs(music, [f"a{i}.wav" for i in range(10)])
+    first = datamodule(music, tmp_path / "cache")
+    first.setup("fit")
+    before = {song.name: s for s, songs in first.songs.items() for song in songs}
+    write_songs(music / "more", [f"b{i}.flac" for i in range(30)])
+    second = datamodule(music, tmp_path / "cache")
+    second.setup("fit")
+    after = {song.name: s for s, songs in second.songs.items() for song in songs}
+    assert len(after) == 40
+    assert {name: after[name] for name in before} == before
+
+
+def test_split_proportions_follow_the_weights():
+    counts = Counter(assign_split(f"song{i}", {"train": 1300, "val": 130, "test": 20}) for i in range(14500))
+    assert counts["train"] == pytest.approx(13000, rel=0.03)
+    assert counts["val"] == pytest.approx(1300, rel=0.1)
+    assert counts["test"] == pytest.approx(200, rel=0.25)
+
+
+def test_cache_decodes_each_file_once_and_rebuilds_when_it_changes(tmp_path, monkeypatch):
+    music = tmp_path / "music"
+    write_songs(music, ["x.wav", "y.wav"])
+    calls = []
+    import aerecon.data.cache as cache_module
+    real = cache_module.load_audio
+    monkeypatch.setattr(cache_module, "load_audio", lambda p, sr: calls.append(p) or real(p, sr))
+    cache = WaveformCache(tmp_path / "cache", 1000)
+    songs, skipped = cache.build(music, sorted(music.iterdir()))
+    assert len(calls) == 2 and not skipped
+    assert [s.num_samples for s in songs] == [2000, 2000]
+    cache.build(music, sorted(music.iterdir()))
+    assert len(calls) == 2  # cached
+    WaveformCache(tmp_path / "cache", 2000).build(music, sorted(music.iterdir()))
+    assert len(calls) == 4  # other settings, other entries
+    write_songs(music, ["x.wav"], seconds=3.0)  # edited file
+    songs, _ = cache.build(music, sorted(music.iterdir()))
+    assert len(calls) == 5 and songs[0].num_samples == 3000
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_unusable_files_are_skipped_with_a_reason(tmp_path, caplog):
+    music = tmp_path / "music"
+    write_songs(music, ["good.wav"])
+    (music / "notes.wav").write_text("this is not audio")
+    dm = datamodule(music, tmp_path / "cache", split={"train": 1, "val": 1e-9, "test": 0})
+    songs = dm._cached_songs()
+    assert [s.name for s in songs] == ["good.wav"]
+    assert "notes.wav" in caplog.text and "cannot decode" in caplog.text
+
+
+def test_empty_folder_and_folder_without_audio_name_the_folder(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=f"No audio files .* found under {empty}"):
+        datamodule(empty, tmp_path / "cache").prepare_data()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "readme.txt").write_text("hello")
+    with pytest.raises(DataError, match=f"found under {docs}"):
+        datamodule(docs, tmp_path / "cache").prepare_data()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.wav").write_text("not audio")
+    with pytest.raises(DataError, match=f"None of the 1 audio files under {broken} could be used"):
+        datamodule(broken, tmp_path / "cache").prepare_data()
+    with pytest.raises(DataError, match="is not a folder"):
+        datamodule(tmp_path / "missing", tmp_path / "cache").prepare_data()
+    with pytest.raises(ConfigError, match="data.root is not set"):
+        datamodule(None, tmp_path / "cache")
+
+
+def test_bad_data_settings_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="data.sample_rate=0"):
+        datamodule(tmp_path, tmp_path, sample_rate=0)
+    with pytest.raises(ConfigError, match="data.split"):
+        datamodule(tmp_path, tmp_path, split={"train": 1, "val": 1})
+
+
+def test_batches_are_raw_waveform_segments_in_a_seeded_per_epoch_order(tmp_path):
+    music = tmp_path / "music"
+    write_songs(music, [f"s{i}.wav" for i in range(12)])
+    dm = datamodule(music, tmp_path / "cache")
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batch = next(iter(loader))
+    assert batch.shape == (4, 1, 500) and batch.dtype == torch.float32
+
+    def order(epoch):
+        loader.sampler.set_epoch(epoch)
+        return list(loader.sampler)
+
+    assert order(0) == order(0) and order(0) != order(1)
+    assert sorted(order(3)) == list(range(len(dm.datasets["train"])))
+
+
+def test_demo_tracks_are_deterministic_and_varied(tmp_path):
+    a, info_a = render_track(3, seed=7, seconds=4.0, sr=8000)
+    b, _ = render_track(3, seed=7, seconds=4.0, sr=8000)
+    c, info_c = render_track(4, seed=7, seconds=4.0, sr=8000)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert 120 <= info_a["bpm"] <= 130 and np.abs(a).max() <= 0.9
+    infos = [render_track(i, seed=0, seconds=0.5, sr=8000)[1] for i in range(24)]
+    assert len({i["root_midi"] for i in infos}) >= 5  # varied keys
+    assert {i["backbeat"] for i in infos} == {"snare", "clap"}
+    assert {i["top"] for i in infos} == {"chords", "lead", "both"}
+    # kick on every beat: strong low end, and hi-hats: real high-frequency energy
+    spectrum = np.abs(np.fft.rfft(a)) ** 2
+    freqs = np.fft.rfftfreq(len(a), 1 / 8000)
+    assert spectrum[freqs < 150].sum() > 0.05 * spectrum.sum()
+    assert spectrum[freqs > 2000].sum() > 1e-4 * spectrum.sum()
+
+
+def test_demo_dataset_is_rendered_once_as_real_files(tmp_path):
+    root = ensure_demo_dataset(tmp_path / "demo", num_songs=3, seconds=1.0, sample_rate=8000, seed=0)
+    files = sorted(root.glob("*.flac"))
+    assert len(files) == 3 and sf.info(files[0]).samplerate == 8000
+    stamp = files[0].stat().st_mtime_ns
+    ensure_demo_dataset(tmp_path / "demo", num_songs=3, seconds=1.0, sample_rate=8000, seed=0)
+    assert files[0].stat().st_mtime_ns == stamp
+    dm = DemoDataModule(root=str(tmp_path / "demo"), cache_dir=str(tmp_path / "cache"), num_songs=3,
+                        song_seconds=1.0, render_rate=8000, sample_rate=1000, segment_seconds=0.25,
+                        split={"train": 1, "val": 1, "test": 0})
+    assert len(dm._cached_songs()) == 3
+    shutil.rmtree(tmp_path / "demo")
+    assert len(dm._cached_songs()) == 3  # rendered again on use

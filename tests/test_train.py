@@ -1,0 +1,114 @@
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from aerecon.checkpoint import load_checkpoint_config
+from aerecon.errors import ConfigError
+from aerecon.train import train
+
+
+def scalars(tb_dir: Path, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(tb_dir))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+@pytest.mark.parametrize("model", ["fc", "conv"])
+def test_fit_writes_checkpoints_with_config_and_tensorboard_metrics(make_cfg, model):
+    cfg = make_cfg(f"model={model}")
+    results = train(cfg)
+    run = Path(cfg.paths.run_dir)
+    ckpts = run / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file()
+    best = Path(results["best_checkpoint"])
+    assert best.parent == ckpts and best.name.startswith("best-epoch")
+    for path in (ckpts / "last.ckpt", best):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        assert checkpoint["aerecon"]["config"]["model"]["_target_"].endswith(
+            {"fc": "FCAutoencoder", "conv": "ConvAutoencoder"}[model])
+        assert checkpoint["aerecon"]["config"]["data"]["sample_rate"] == 2000  # resolved, not interpolations
+    assert load_checkpoint_config(best)["model_name"] == model
+    tb = Path(results["tensorboard"])
+    for tag in ("train/loss_epoch", "val/loss", "val/mse", "val/mae", "val/rmse", "val/snr_db", "test/snr_db"):
+        assert scalars(tb, tag), tag
+    assert len(scalars(tb, "val/loss")) == cfg.trainer.max_epochs
+    hparams = yaml.safe_load((tb / "hparams.yaml").read_text())
+    assert hparams["model"]["latent"] == 8 and hparams["optimizer"]["lr"] == 1e-4
+    assert results["best"]["val/loss"] == pytest.approx(min(v for _, v in scalars(tb, "val/loss")))
+    assert results["test"]["test/mse"] > 0
+    # metrics are computed on time-domain waveforms: a silent output would give SNR 0 dB, MSE = signal power
+    assert results["best"]["val/mse"] < 1.0 and results["best"]["val/rmse"] == pytest.approx(
+        results["best"]["val/mse"] ** 0.5, rel=1e-4)
+
+
+def test_resume_is_exact(make_cfg, tmp_path):
+    """Two epochs, then resumed to four == four straight: same val/loss curve, same final state."""
+    overrides = ["model=conv", "callbacks.early_stopping.patience=50", "optimizer.lr=3e-3"]
+    straight = make_cfg(*overrides, "trainer.max_epochs=4", f"paths.run_dir={tmp_path / 'straight'}")
+    straight.paths.run_dir = str(tmp_path / "straight")
+    train(straight)
+
+    first = make_cfg(*overrides, "trainer.max_epochs=2")
+    first.paths.run_dir = str(tmp_path / "split")
+    train(first)
+    resumed = make_cfg(*overrides, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'split/checkpoints/last.ckpt'}")
+    resumed.paths.run_dir = str(tmp_path / "elsewhere")  # a new Hydra run folder; training must go to the old one
+    results = train(resumed)
+    assert results["run_dir"] == str(tmp_path / "split")
+    assert not (tmp_path / "elsewhere" / "checkpoints").exists()
+
+    a = scalars(tmp_path / "straight/tensorboard", "val/loss")
+    b = scalars(tmp_path / "split/tensorboard", "val/loss")  # one continuous curve in the same run
+    assert [s for s, _ in a] == [s for s, _ in b] and len(a) == 4
+    assert [v for _, v in a] == pytest.approx([v for _, v in b], rel=1e-6, abs=1e-9)
+    assert a[0][1] != pytest.approx(a[3][1], rel=1e-3)  # it actually trained
+
+    end_a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
+    end_b = torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)
+    assert end_a["epoch"] == end_b["epoch"] == 3 and end_a["global_step"] == end_b["global_step"]
+    for key, tensor in end_a["state_dict"].items():
+        torch.testing.assert_close(tensor, end_b["state_dict"][key], rtol=1e-6, atol=1e-8)
+    state_a, state_b = end_a["optimizer_states"][0]["state"], end_b["optimizer_states"][0]["state"]
+    for k in state_a:
+        torch.testing.assert_close(state_a[k]["exp_avg_sq"], state_b[k]["exp_avg_sq"], rtol=1e-6, atol=1e-12)
+    stopping = [k for k in end_a["callbacks"] if k.startswith("EarlyStopping")]
+    assert stopping and end_a["callbacks"][stopping[0]]["wait_count"] == end_b["callbacks"][stopping[0]]["wait_count"]
+    best_key = [k for k in end_a["callbacks"] if k.startswith("BestMetrics")][0]
+    assert end_a["callbacks"][best_key]["best_epoch"] == end_b["callbacks"][best_key]["best_epoch"]
+
+
+def test_resume_refuses_a_different_config(make_cfg, tmp_path):
+    cfg = make_cfg("trainer.max_epochs=1")
+    train(cfg)
+    other = make_cfg("model=conv", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}")
+    with pytest.raises(ConfigError, match=r"different config \(model:.*Resume with the original overrides"):
+        train(other)
+
+
+def test_ckpt_path_errors_are_clear(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(make_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ConfigError, match="is not an aerecon checkpoint"):
+        train(make_cfg(f"ckpt_path={foreign}"))
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00not a zip")
+    with pytest.raises(ConfigError, match="is not a readable PyTorch checkpoint"):
+        train(make_cfg(f"ckpt_path={garbage}"))
+
+
+@pytest.mark.parametrize("representation", ["raw", "mulaw"])
+def test_other_representations_train(make_cfg, representation):
+    results = train(make_cfg(f"representation={representation}", "trainer.max_epochs=1", "test=false"))
+    assert torch.isfinite(torch.tensor(results["best"]["val/loss"]))
+
+
+def test_precision_and_gradient_checkpointing_options_train(make_cfg):
+    cfg = make_cfg("model=conv", "trainer.precision=bf16-mixed", "model.gradient_checkpointing=true",
+                   "trainer.max_epochs=1", "test=false")
+    results = train(cfg)
+    assert torch.isfinite(torch.tensor(results["best"]["val/snr_db"]))
