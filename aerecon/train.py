@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from aerecon.callbacks import BestMetrics, StoreConfig
 from aerecon.checkpoint import load_checkpoint_config
 from aerecon.errors import AereconError, ConfigError
+from aerecon.files import atomic_write
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
@@ -43,12 +43,6 @@ def _resume_into(cfg: DictConfig) -> Path:
             f"Resume with the original overrides: aerecon-train {overrides} ckpt_path={cfg.ckpt_path}"
         )
     return Path(cfg.ckpt_path).expanduser().resolve().parent.parent
-
-
-def _write_json(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -89,7 +83,7 @@ def train(cfg: DictConfig) -> dict:
             results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path="best")[0]
         else:
             log.warning("The test split is empty; skipping the test (adjust data.split to have one)")
-    _write_json(results, run_dir / RESULTS)
+    atomic_write(run_dir / RESULTS, lambda f: f.write(json.dumps(results, indent=2).encode()))
     log.info("%s", summary_line(results))
     return results
 

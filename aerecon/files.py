@@ -1,0 +1,20 @@
+"""Writing files so that a reader never sees a partial one, whatever interrupts the writer."""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """`write(f)` into a temporary file beside `target`, fsync it, then rename it over `target`."""
+    target = Path(target)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
