@@ -1,0 +1,3 @@
+from aerecon.data.datamodule import AudioDataModule, DemoDataModule, assign_split
+
+__all__ = ["AudioDataModule", "DemoDataModule", "assign_split"]

@@ -1,0 +1,176 @@
+"""LightningDataModule: folder of audio -> cache -> split by song -> 3 s waveform segments.
+
+Batches are raw waveforms [B, 1, n]; the representation (RFFT, ...) is applied by the model
+on its device, so the loader stays cheap and the cache representation-agnostic.
+"""
+
+import hashlib
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from aerecon.audio import AUDIO_EXTENSIONS, find_audio
+from aerecon.data.cache import CachedSong, WaveformCache
+from aerecon.data.synth import ensure_demo_dataset
+from aerecon.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def assign_split(name: str, weights: dict[str, float], seed: int = 0) -> str:
+    """Split of one song, from a hash of its name alone: adding files never moves another."""
+    u = int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:8], "big") / 2**64
+    total, edge = sum(weights.values()), 0.0
+    for split in SPLITS:
+        edge += weights[split] / total
+        if u < edge:
+            return split
+    return SPLITS[-1]
+
+
+class SegmentDataset(Dataset):
+    """Non-overlapping segments of cached songs; a trailing partial segment is dropped."""
+
+    def __init__(self, songs: list[CachedSong], segment_samples: int):
+        self.songs, self.segment_samples = songs, segment_samples
+        self.index = [(s, k * segment_samples) for s, song in enumerate(songs)
+                      for k in range(song.num_samples // segment_samples)]
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        s, offset = self.index[i]
+        if s not in self._arrays:  # opened lazily, so each loader worker maps its own files
+            self._arrays[s] = np.load(self.songs[s].file, mmap_mode="r")
+        segment = np.array(self._arrays[s][offset : offset + self.segment_samples])
+        return torch.from_numpy(segment).unsqueeze(0)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Shuffles with a permutation that depends only on (seed, epoch).
+
+    Lightning calls `set_epoch` before every epoch, so a run resumed at epoch k sees exactly
+    the order an uninterrupted run would, whatever the global RNG state is.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class AudioDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        root: str | None,
+        cache_dir: str,
+        sample_rate: int = 4410,
+        segment_seconds: float = 3.0,
+        batch_size: int = 40,
+        split: dict[str, float] | None = None,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if root is None or str(root) in ("", "???"):
+            raise ConfigError("data.root is not set: point it at a folder of audio, e.g. data=folder data.root=~/music")
+        if sample_rate <= 0:
+            raise ConfigError(f"data.sample_rate={sample_rate}: must be a positive rate in Hz, e.g. 4410")
+        if segment_seconds * sample_rate < 1:
+            raise ConfigError(f"data.segment_seconds={segment_seconds}: shorter than one sample; e.g. 3.0")
+        split = dict(split or {"train": 1300, "val": 130, "test": 20})
+        if set(split) != set(SPLITS) or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0:
+            raise ConfigError(f"data.split={split}: needs train, val, test weights, e.g. {{train: 1300, val: 130, test: 20}}")
+        self.root = Path(root).expanduser()
+        self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate)
+        self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
+        self.segment_samples = int(round(sample_rate * segment_seconds))
+        self.split_weights, self.split_seed, self.shuffle_seed = split, split_seed, shuffle_seed
+        self.songs: dict[str, list[CachedSong]] = {}
+        self.datasets: dict[str, SegmentDataset] = {}
+
+    def _sources(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise DataError(f"data.root={self.root} is not a folder")
+        sources = find_audio(self.root)
+        if not sources:
+            kinds = ", ".join(sorted(AUDIO_EXTENSIONS))
+            raise DataError(f"No audio files ({kinds}) found under {self.root}")
+        return sources
+
+    def _cached_songs(self) -> list[CachedSong]:
+        songs, skipped = self.cache.build(self.root, self._sources())
+        for source, reason in skipped.items():
+            log.warning("Skipping %s: %s", source, reason)
+        if not songs:
+            raise DataError(f"None of the {len(skipped)} audio files under {self.root} could be used")
+        return songs
+
+    def prepare_data(self) -> None:
+        self._cached_songs()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        songs = self._cached_songs()
+        self.songs = {split: [] for split in SPLITS}
+        for song in songs:
+            self.songs[assign_split(song.name, self.split_weights, self.split_seed)].append(song)
+        self.datasets = {split: SegmentDataset(s, self.segment_samples) for split, s in self.songs.items()}
+        counts = {split: (len(self.songs[split]), len(ds)) for split, ds in self.datasets.items()}
+        log.info("Songs / segments per split: %s", counts)
+        for split in ("train", "val"):
+            if len(self.datasets[split]) == 0:
+                raise DataError(
+                    f"The {split} split of {self.root} has no {self.segment_samples / self.sample_rate:g} s segments "
+                    f"(songs / segments per split: {counts}). Add songs, or change data.split={self.split_weights}"
+                )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(dataset), self.shuffle_seed) if shuffle else None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class DemoDataModule(AudioDataModule):
+    """AudioDataModule over the built-in demo tracks, rendered on first use."""
+
+    def __init__(self, num_songs: int = 160, song_seconds: float = 6.0, render_rate: int = 22050,
+                 render_seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.demo = dict(num_songs=num_songs, seconds=song_seconds, sample_rate=render_rate, seed=render_seed)
+
+    def _sources(self) -> list[Path]:
+        ensure_demo_dataset(self.root, **self.demo)
+        return super()._sources()
