@@ -56,18 +56,19 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    config["overrides"] = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    config["overrides"] = [o for o in overrides if not o.startswith("ckpt_path=")]  # to repeat when resuming
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training
     model = instantiate(cfg.model)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(config)]
+    best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [best, StoreConfig(config)]
     logger = instantiate(cfg.logger)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     logger.log_hyperparams(config)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
-    best = next(c for c in callbacks if isinstance(c, BestMetrics))
     results = {
         "model": cfg.model_name,
         "run_dir": str(run_dir),
@@ -85,6 +86,7 @@ def train(cfg: DictConfig) -> dict:
             log.warning("The test split is empty; skipping the test (adjust data.split to have one)")
     atomic_write(run_dir / RESULTS, lambda f: f.write(json.dumps(results, indent=2).encode()))
     log.info("%s", summary_line(results))
+    log.info("TensorBoard: tensorboard --logdir %s", results["tensorboard"])
     return results
 
 
@@ -109,13 +111,6 @@ class PrintSummary(HydraCallback):
         for r in results:
             print("  " + summary_line(r))
         print(f"TensorBoard: tensorboard --logdir {sweep_dir}   (or `make tensorboard` for all runs)")
-
-    def on_run_end(self, config: DictConfig, **kwargs) -> None:
-        path = Path(config.hydra.runtime.output_dir) / RESULTS
-        if path.exists():
-            results = json.loads(path.read_text())
-            print("\n" + summary_line(results))
-            print(f"TensorBoard: tensorboard --logdir {results['tensorboard']}")
 
 
 def _user_error(error: BaseException) -> AereconError | None:

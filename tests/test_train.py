@@ -84,7 +84,7 @@ def test_resume_refuses_a_different_config(make_cfg, tmp_path):
     cfg = make_cfg("trainer.max_epochs=1")
     train(cfg)
     other = make_cfg("model=conv", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}")
-    with pytest.raises(ConfigError, match=r"different config \(model:.*Resume with the original overrides"):
+    with pytest.raises(ConfigError, match=r"different config \(model:.*Resume with the original overrides: aerecon-train .*experiment=tiny"):
         train(other)
 
 
