@@ -19,6 +19,9 @@ from aerecon.files import atomic_write
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
+# Absolute, so the console script `aerecon-train` finds conf/ too (Hydra would read a relative
+# path as a Python package when called from one). The editable install keeps conf/ beside aerecon/.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 # What must match for a checkpoint to be resumed under the current config.
 RESUME_KEYS = ("model", "representation", "data.sample_rate", "data.segment_seconds", "data.split",
                "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.root", "optimizer", "seed")
@@ -122,7 +125,7 @@ def _user_error(error: BaseException) -> AereconError | None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         results = train(cfg)

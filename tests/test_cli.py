@@ -1,5 +1,7 @@
 """The Hydra app as a user runs it: a subprocess per command."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import TINY, run_cli
@@ -26,9 +28,17 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path, shared_dirs):
     empty.mkdir()
     result = run_cli("data=folder", f"data.root={empty}", cwd=tmp_path)
     assert result.returncode == 2
-    assert f"aerecon: error: No audio files" in result.stderr and str(empty) in result.stderr
+    assert "aerecon: error: No audio files" in result.stderr and str(empty) in result.stderr
     assert "Traceback" not in result.stderr
 
     result = run_cli("data=folder", cwd=tmp_path)
     assert result.returncode == 2 and "data.root is not set" in result.stderr
     assert "data=folder data.root=" in result.stderr  # a valid example
+
+
+def test_console_script_composes_the_same_config(tmp_path):
+    script = Path(sys.executable).parent / "aerecon-train"
+    result = subprocess.run([str(script), "--cfg", "job", "experiment=thesis_conv"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "_target_: aerecon.models.ConvAutoencoder" in result.stdout and "patience: 50" in result.stdout
