@@ -113,6 +113,8 @@ def test_unusable_files_are_skipped_with_a_reason(tmp_path, caplog):
     songs = dm._cached_songs()
     assert [s.name for s in songs] == ["good.wav"]
     assert "notes.wav" in caplog.text and "cannot decode" in caplog.text
+    dm.prepare_data()
+    assert caplog.text.count("Skipping") == 1  # reported once, however often Lightning asks
 
 
 def test_empty_folder_and_folder_without_audio_name_the_folder(tmp_path):
@@ -184,9 +186,12 @@ def test_demo_dataset_is_rendered_once_as_real_files(tmp_path):
     stamp = files[0].stat().st_mtime_ns
     ensure_demo_dataset(tmp_path / "demo", num_songs=3, seconds=1.0, sample_rate=8000, seed=0)
     assert files[0].stat().st_mtime_ns == stamp
-    dm = DemoDataModule(root=str(tmp_path / "demo"), cache_dir=str(tmp_path / "cache"), num_songs=3,
-                        song_seconds=1.0, render_rate=8000, sample_rate=1000, segment_seconds=0.25,
-                        split={"train": 1, "val": 1, "test": 0})
-    assert len(dm._cached_songs()) == 3
+    def demo():
+        return DemoDataModule(root=str(tmp_path / "demo"), cache_dir=str(tmp_path / "cache"), num_songs=3,
+                              song_seconds=1.0, render_rate=8000, sample_rate=1000, segment_seconds=0.25,
+                              split={"train": 1, "val": 1, "test": 0})
+
+    assert len(demo()._cached_songs()) == 3
     shutil.rmtree(tmp_path / "demo")
-    assert len(dm._cached_songs()) == 3  # rendered again on use
+    assert len(demo()._cached_songs()) == 3  # the next run renders it again
+    assert len(list((tmp_path / "demo").glob("*.flac"))) == 3

@@ -104,6 +104,7 @@ class AudioDataModule(L.LightningDataModule):
         self.split_weights, self.split_seed, self.shuffle_seed = split, split_seed, shuffle_seed
         self.songs: dict[str, list[CachedSong]] = {}
         self.datasets: dict[str, SegmentDataset] = {}
+        self._all_songs: list[CachedSong] | None = None
 
     def _sources(self) -> list[Path]:
         if not self.root.is_dir():
@@ -115,12 +116,15 @@ class AudioDataModule(L.LightningDataModule):
         return sources
 
     def _cached_songs(self) -> list[CachedSong]:
-        songs, skipped = self.cache.build(self.root, self._sources())
-        for source, reason in skipped.items():
-            log.warning("Skipping %s: %s", source, reason)
-        if not songs:
-            raise DataError(f"None of the {len(skipped)} audio files under {self.root} could be used")
-        return songs
+        """Scan, cache and report once per DataModule (train, Lightning's fit and setup all ask)."""
+        if self._all_songs is None:
+            songs, skipped = self.cache.build(self.root, self._sources())
+            for source, reason in skipped.items():
+                log.warning("Skipping %s: %s", source, reason)
+            if not songs:
+                raise DataError(f"None of the {len(skipped)} audio files under {self.root} could be used")
+            self._all_songs = songs
+        return self._all_songs
 
     def prepare_data(self) -> None:
         self._cached_songs()
