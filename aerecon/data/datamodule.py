@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from aerecon import segment_samples
 from aerecon.audio import AUDIO_EXTENSIONS, find_audio
 from aerecon.data.cache import CachedSong, WaveformCache
 from aerecon.data.synth import ensure_demo_dataset
@@ -88,11 +89,11 @@ class AudioDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ):
         super().__init__()
-        if root is None or str(root) in ("", "???"):
+        if root is None or not str(root):
             raise ConfigError("data.root is not set: point it at a folder of audio, e.g. data=folder data.root=~/music")
         if sample_rate <= 0:
             raise ConfigError(f"data.sample_rate={sample_rate}: must be a positive rate in Hz, e.g. 4410")
-        if segment_seconds * sample_rate < 1:
+        if segment_samples(sample_rate, segment_seconds) < 1:
             raise ConfigError(f"data.segment_seconds={segment_seconds}: shorter than one sample; e.g. 3.0")
         split = dict(split or {"train": 1300, "val": 130, "test": 20})
         if set(split) != set(SPLITS) or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0:
@@ -100,7 +101,7 @@ class AudioDataModule(L.LightningDataModule):
         self.root = Path(root).expanduser()
         self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate)
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
-        self.segment_samples = int(round(sample_rate * segment_seconds))
+        self.segment_samples = segment_samples(sample_rate, segment_seconds)
         self.split_weights, self.split_seed, self.shuffle_seed = split, split_seed, shuffle_seed
         self.songs: dict[str, list[CachedSong]] = {}
         self.datasets: dict[str, SegmentDataset] = {}
