@@ -116,7 +116,7 @@ class PrintSummary(HydraCallback):
         print(f"TensorBoard: tensorboard --logdir {sweep_dir}   (or `make tensorboard` for all runs)")
 
 
-def _user_error(error: BaseException) -> AereconError | None:
+def user_error(error: BaseException) -> AereconError | None:
     """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
     while error is not None:
         if isinstance(error, AereconError):
@@ -130,9 +130,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         results = train(cfg)
     except Exception as error:
-        if (user_error := _user_error(error)) is None:
+        if (found := user_error(error)) is None:
             raise
-        print(f"aerecon: error: {user_error}", file=sys.stderr)
+        print(f"aerecon: error: {found}", file=sys.stderr)
         sys.exit(2)
     return results["best"].get("val/loss")  # the objective for Hydra sweepers (e.g. Optuna)
 

@@ -106,6 +106,7 @@ class AudioDataModule(L.LightningDataModule):
         self.songs: dict[str, list[CachedSong]] = {}
         self.datasets: dict[str, SegmentDataset] = {}
         self._all_songs: list[CachedSong] | None = None
+        self.skipped: dict[str, str] = {}  # unusable files and why, once scanned
 
     def _sources(self) -> list[Path]:
         if not self.root.is_dir():
@@ -120,6 +121,7 @@ class AudioDataModule(L.LightningDataModule):
         """Scan, cache and report once per DataModule (train, Lightning's fit and setup all ask)."""
         if self._all_songs is None:
             songs, skipped = self.cache.build(self.root, self._sources())
+            self.skipped = {str(source): reason for source, reason in skipped.items()}
             for source, reason in skipped.items():
                 log.warning("Skipping %s: %s", source, reason)
             if not songs:
@@ -129,6 +131,10 @@ class AudioDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         self._cached_songs()
+
+    def all_songs(self) -> list[CachedSong]:
+        """Every usable song under the root, whatever its split (e.g. to evaluate a new folder)."""
+        return self._cached_songs()
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

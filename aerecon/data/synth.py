@@ -15,6 +15,8 @@ import soundfile as sf
 from filelock import FileLock
 from tqdm import tqdm
 
+from aerecon.errors import DataError
+
 GENERATOR_VERSION = 1
 MINOR, MAJOR = [0, 2, 3, 5, 7, 8, 10], [0, 2, 4, 5, 7, 9, 11]
 PROGRESSIONS = [[0, 5, 2, 6], [0, 3, 4, 0], [5, 3, 0, 4], [0, 6, 5, 4]]  # scale degrees
@@ -149,6 +151,10 @@ def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate:
 
     if ready():
         return root
+    if root.is_dir() and any(root.iterdir()) and not manifest.exists():
+        # Re-rendering replaces the folder: never do that to a folder of someone's own audio.
+        raise DataError(f"data.root={root} holds files but is not a demo dataset (no manifest.json); "
+                        f"the demo would replace them. For your own audio use data=folder data.root={root}")
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         if ready():

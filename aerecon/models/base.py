@@ -62,9 +62,15 @@ class AutoencoderModule(L.LightningModule):
         # FFTs and the loss stay in fp32 whatever the trainer's precision.
         with torch.autocast(self.device.type, enabled=False):
             target = self.representation.encode(wave.float())
-        weight = next(self.parameters())
-        output = self(target.to(weight.dtype)).float()
+        weight = next(self.parameters(), None)  # baselines have none
+        output = self(target.to(weight.dtype) if weight is not None else target).float()
         return target, output
+
+    def reconstruct(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform segments [B, 1, n] in, their reconstructions (waveforms, fp32) out."""
+        _, output = self._reconstruct(wave)
+        with torch.autocast(self.device.type, enabled=False):
+            return self.representation.decode(output)
 
     def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:
         target, output = self._reconstruct(wave)

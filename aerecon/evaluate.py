@@ -1,0 +1,231 @@
+"""Evaluation entry point: `python -m aerecon.evaluate ckpt_path=CKPT` / `aerecon-eval` (conf/evaluate.yaml).
+
+Reconstructs whole songs from cross-faded segments and writes, in its run folder:
+metrics.json (overall and per song), metrics.csv, and per song the original, reconstruction
+and residual as WAV plus waveform, spectrum, spectrogram and seam figures as PNG.
+"""
+
+import csv
+import io
+import json
+import logging
+import math
+import re
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import soundfile as sf
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics.functional.audio import signal_noise_ratio
+
+from aerecon.checkpoint import load_model
+from aerecon.data.cache import CachedSong
+from aerecon.data.datamodule import SPLITS, AudioDataModule
+from aerecon.errors import AereconError, ConfigError, DataError
+from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
+from aerecon.files import atomic_write
+from aerecon.metrics import SeamExcess, song_metrics
+from aerecon.stitch import seam_positions, stitch
+from aerecon.train import CONF_DIR, user_error
+
+log = logging.getLogger(__name__)
+FIXED_BY_MODEL = ("sample_rate", "segment_seconds")  # the model's input length depends on them
+DEMO_ONLY = ("num_songs", "song_seconds", "render_rate", "render_seed")
+
+
+def data_config(cfg: DictConfig, saved: dict) -> dict:
+    """The checkpoint's data settings with the user's overrides (see conf/evaluate.yaml)."""
+    stored = saved["data"]
+    explicit = {o.split("=", 1)[0].lstrip("+~") for o in _overrides()}
+    for key in FIXED_BY_MODEL:
+        if f"data.{key}" in explicit and cfg.data.get(key) != stored[key]:
+            raise ConfigError(f"data.{key}={cfg.data.get(key)}: fixed by the checkpoint, which was trained with "
+                              f"data.{key}={stored[key]}; leave it out")
+    if _data_choice():  # a whole data group chosen: it replaces the checkpoint's settings
+        data = OmegaConf.to_container(cfg.data, resolve=False)
+        data["shuffle_seed"] = 0  # the group refers to the training seed; evaluation does not shuffle
+        data = OmegaConf.to_container(OmegaConf.create({"data": data, "paths": cfg.paths}), resolve=True)["data"]
+    else:
+        data = {**stored, **{k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None}}
+        if cfg.data.root is not None and data["_target_"].endswith("DemoDataModule"):
+            # Any folder given on its own is the user's audio, not a place to render the demo into.
+            data = {k: v for k, v in data.items() if k not in DEMO_ONLY}
+            data["_target_"] = f"{AudioDataModule.__module__}.{AudioDataModule.__name__}"
+    data.update({key: stored[key] for key in FIXED_BY_MODEL})
+    return data
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _data_choice() -> str | None:
+    return HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+
+
+def select_songs(datamodule: AudioDataModule, split: str) -> list[CachedSong]:
+    if split == "all":
+        return datamodule.all_songs()
+    if split not in SPLITS:
+        raise ConfigError(f"split={split}: use one of {', '.join(SPLITS)}, all")
+    datamodule.setup()
+    songs = [s for s in datamodule.songs[split] if s.num_samples > 0]
+    if not songs:
+        raise DataError(f"The {split} split of {datamodule.root} has no songs; evaluate every song with split=all")
+    return songs
+
+
+def safe_name(song_name: str) -> str:
+    """A song's relative path as one file-system-safe folder name."""
+    return re.sub(r"[^\w.-]+", "_", str(Path(song_name).with_suffix(""))).strip("_") or "song"
+
+
+def overall_metrics(per_song: dict[str, dict], lengths: dict[str, int], seams: dict[str, SeamExcess]) -> dict:
+    """MSE and MAE over all samples; dB figures averaged over songs (NaNs, e.g. silent bands,
+    left out); seam excess pooled over every seam."""
+    total = sum(lengths.values())
+    keys = next(iter(per_song.values())).keys()
+    overall = {}
+    for key in keys:
+        values = [m[key] for m in per_song.values()]
+        if key in ("mse", "mae"):
+            overall[key] = sum(v * lengths[name] for v, name in zip(values, per_song)) / total
+        elif key.startswith("seam_excess_db"):
+            overall[key] = float(seams[key].compute())
+        else:
+            finite = [v for v in values if math.isfinite(v)]
+            overall[key] = sum(finite) / len(finite) if finite else math.nan
+    overall["rmse"] = math.sqrt(overall["mse"])
+    return overall
+
+
+def _write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
+    def write(f):
+        buffer = io.BytesIO()
+        sf.write(buffer, audio.cpu().numpy(), sample_rate, format="WAV", subtype="FLOAT")  # float: no clipping
+        f.write(buffer.getvalue())
+
+    atomic_write(path, write)
+
+
+def _write_figure(path: Path, figure) -> None:
+    figure.savefig(path, dpi=110)
+
+
+def write_media(folder: Path, name: str, original, reconstruction, butted, sample_rate: int, segment: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, audio in (("original", original), ("reconstruction", reconstruction),
+                        ("residual", reconstruction - original)):
+        _write_wav(folder / f"{kind}.wav", audio, sample_rate)
+    _write_figure(folder / "waveform.png", waveform_figure(original, reconstruction, sample_rate, name))
+    _write_figure(folder / "spectrum.png", spectrum_figure(original, reconstruction, sample_rate, name))
+    _write_figure(folder / "spectrogram.png", spectrogram_figure(original, reconstruction, sample_rate, name))
+    if butted is not None and len(original) > segment:
+        _write_figure(folder / "seam.png", seam_figure(original, reconstruction, butted, sample_rate, segment, title=name))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"device={name}: {error}; use auto, cpu or cuda") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: no CUDA device here; use device=cpu")
+    return device
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    device = resolve_device(cfg.device)
+    model, saved = load_model(cfg.ckpt_path, device)
+    datamodule = instantiate(data_config(cfg, saved))
+    songs = select_songs(datamodule, cfg.split)
+    rate, segment = datamodule.sample_rate, datamodule.segment_samples
+    out = Path(cfg.paths.run_dir)
+    log.info("Evaluating %s on %d %s songs of %s -> %s", cfg.ckpt_path, len(songs), cfg.split, datamodule.root, out)
+
+    per_song, lengths = {}, {}
+    seams = {"seam_excess_db": SeamExcess()}
+    if cfg.butt_joined:
+        seams["seam_excess_db_butt_joined"] = SeamExcess()
+    media_left = len(songs) if cfg.max_media_songs is None else cfg.max_media_songs
+    for song in songs:
+        original = torch.from_numpy(np.load(song.file)).to(device)
+        if len(original) < 2:
+            datamodule.skipped[str(song.source)] = "shorter than 2 samples"
+            continue
+        reconstruction = stitch(model.reconstruct, original, segment, cfg.overlap, cfg.batch_size)
+        stitched_seams = seam_positions(len(original), segment, cfg.overlap)
+        metrics = song_metrics(original, reconstruction, rate, stitched_seams)
+        seams["seam_excess_db"].update(original.cpu(), reconstruction.cpu(), stitched_seams)
+        butted = None
+        if cfg.butt_joined:
+            butted = stitch(model.reconstruct, original, segment, 0.0, cfg.batch_size)
+            butt_seams = seam_positions(len(original), segment, 0.0)
+            one = SeamExcess()
+            one.update(original.cpu(), butted.cpu(), butt_seams)
+            seams["seam_excess_db_butt_joined"].update(original.cpu(), butted.cpu(), butt_seams)
+            metrics["seam_excess_db_butt_joined"] = float(one.compute())
+            metrics["snr_db_butt_joined"] = float(signal_noise_ratio(butted, original))
+        per_song[song.name], lengths[song.name] = metrics, len(original)
+        if media_left > 0:
+            media_left -= 1
+            write_media(out / "songs" / safe_name(song.name), song.name, original.cpu(), reconstruction.cpu(),
+                        None if butted is None else butted.cpu(), rate, segment)
+    if not per_song:
+        raise DataError(f"No song of {datamodule.root} could be evaluated")
+
+    results = {
+        "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
+        "model": saved.get("model_name"),
+        "data_root": str(datamodule.root),
+        "split": cfg.split,
+        "sample_rate": rate,
+        "segment_samples": segment,
+        "overlap": cfg.overlap,
+        "overall": overall_metrics(per_song, lengths, seams),
+        "songs": per_song,
+        "skipped": datamodule.skipped,
+    }
+    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
+    atomic_write(out / "metrics.csv", lambda f: f.write(metrics_csv(results).encode()))
+    overall = results["overall"]
+    log.info("Overall: snr_db %.2f, si_sdr_db %.2f, seam_excess_db %.2f, band_snr_db low/mid/high %.2f/%.2f/%.2f",
+             overall["snr_db"], overall["si_sdr_db"], overall["seam_excess_db"], overall["band_snr_db_low"],
+             overall["band_snr_db_mid"], overall["band_snr_db_high"])
+    for source, reason in datamodule.skipped.items():
+        log.warning("Not evaluated: %s (%s)", source, reason)
+    log.info("Metrics: %s", out / "metrics.json")
+    return results
+
+
+def metrics_csv(results: dict) -> str:
+    keys = list(results["overall"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["song", *keys])
+    writer.writerow(["overall", *(results["overall"][k] for k in keys)])
+    for name, metrics in results["songs"].items():
+        writer.writerow([name, *(metrics[k] for k in keys)])
+    return buffer.getvalue()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return evaluate(cfg)["overall"]["snr_db"]
+    except Exception as error:
+        if (found := user_error(error)) is None:
+            raise
+        print(f"aerecon: error: {found}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

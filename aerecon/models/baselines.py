@@ -1,0 +1,77 @@
+"""Linear baselines at a given latent size: keep latent/2 RFFT bins, zero the rest.
+
+They are the floor every learned model must clear. `LowpassRFFT` keeps the lowest bins;
+`FourierTopK` keeps the bins with the most energy over the training split, found in its one
+training epoch. Neither has parameters; both checkpoint and evaluate like any model.
+"""
+
+import torch
+
+from aerecon.errors import ConfigError
+from aerecon.models.base import AutoencoderModule, check_latent
+from aerecon.representation import RFFT
+
+
+def packed_positions(bins: torch.Tensor, length: int) -> torch.Tensor:
+    """Boolean mask over RFFT's packed layout [re0, re1, im1, ...] selecting the given bins."""
+    mask = torch.zeros(length, dtype=torch.bool)
+    for b in bins.tolist():
+        for position in ((0,) if b == 0 else (2 * b - 1, 2 * b)):
+            if position < length:  # an even length's Nyquist bin has no imaginary slot
+                mask[position] = True
+    return mask
+
+
+class SpectralBaseline(AutoencoderModule):
+    """Encoder: the packed RFFT values of the kept bins (at most `latent` numbers). Decoder:
+    those values back in place, zeros elsewhere."""
+
+    def __init__(self, input_length: int, latent: int = 3300, **kwargs):
+        super().__init__(input_length, **kwargs)
+        if not isinstance(self.representation, RFFT):
+            raise ConfigError(f"model={type(self).__name__} keeps RFFT bins: use representation=rfft")
+        check_latent(latent, input_length)
+        self.num_bins = min((latent + 1) // 2, input_length // 2 + 1)  # bin 0 takes one number, the others two
+        self.register_buffer("kept", torch.zeros(input_length, dtype=torch.bool))
+        self.automatic_optimization = False  # nothing to optimise
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.kept]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        out = z.new_zeros(*z.shape[:-1], self.input_length)
+        out[..., self.kept] = z
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def configure_optimizers(self):
+        return None
+
+    def training_step(self, wave: torch.Tensor, batch_idx: int) -> None:
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        self.trainer.should_stop = True  # one epoch is all a baseline needs
+
+
+class LowpassRFFT(SpectralBaseline):
+    def __init__(self, input_length: int, latent: int = 3300, **kwargs):
+        super().__init__(input_length, latent, **kwargs)
+        self.kept.copy_(packed_positions(torch.arange(self.num_bins), input_length))
+
+
+class FourierTopK(SpectralBaseline):
+    def __init__(self, input_length: int, latent: int = 3300, **kwargs):
+        super().__init__(input_length, latent, **kwargs)
+        self.register_buffer("energy", torch.zeros(input_length // 2 + 1, dtype=torch.float64), persistent=False)
+
+    def training_step(self, wave: torch.Tensor, batch_idx: int) -> None:
+        self.energy += torch.fft.rfft(wave.double()).abs().square().sum(dim=(0, 1))
+
+    def on_validation_epoch_start(self) -> None:
+        # Lightning validates before on_train_epoch_end: choose the bins as soon as the epoch has seen the data.
+        if not self.trainer.sanity_checking and self.energy.any():
+            bins = torch.topk(self.energy, self.num_bins).indices.cpu()
+            self.kept.copy_(packed_positions(bins, self.input_length))
