@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The demo sweep: both thesis architectures (small) and their linear floors, then the report
+# (report.md, report.csv, val_loss.png) in the sweep folder.
 train: install
-	$(PY) -m aerecon.train --multirun experiment=demo model=fc,conv
+	$(PY) -m aerecon.train --multirun experiment=demo model=lowpass,fourier_topk,fc,conv
+	$(PY) -m aerecon.report "$$(ls -d logs/train/multiruns/*/ | tail -n 1)"
 
 test: install
 	$(PY) -m pytest

@@ -6,6 +6,7 @@ training epoch. Neither has parameters; both checkpoint and evaluate like any mo
 """
 
 import torch
+from torch import nn
 
 from aerecon.errors import ConfigError
 from aerecon.models.base import AutoencoderModule, check_latent
@@ -31,9 +32,12 @@ class SpectralBaseline(AutoencoderModule):
         if not isinstance(self.representation, RFFT):
             raise ConfigError(f"model={type(self).__name__} keeps RFFT bins: use representation=rfft")
         check_latent(latent, input_length)
-        self.num_bins = min((latent + 1) // 2, input_length // 2 + 1)  # bin 0 takes one number, the others two
+        self.num_bins = min(self.bins_for(latent), input_length // 2 + 1)
         self.register_buffer("kept", torch.zeros(input_length, dtype=torch.bool))
-        self.automatic_optimization = False  # nothing to optimise
+        self.automatic_optimization = False  # nothing to optimise...
+        # ...but Lightning measures training progress in optimizer steps (no step, no checkpoint),
+        # so each batch steps a no-op optimizer over this empty parameter.
+        self.progress = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x[..., self.kept]
@@ -47,27 +51,39 @@ class SpectralBaseline(AutoencoderModule):
         return self.decode(self.encode(x))
 
     def configure_optimizers(self):
-        return None
+        return torch.optim.SGD([self.progress], lr=0.0)
 
     def training_step(self, wave: torch.Tensor, batch_idx: int) -> None:
-        return None
+        self.fit_batch(wave)
+        self.optimizers().step()
+
+    def fit_batch(self, wave: torch.Tensor) -> None:
+        """What a baseline learns from one training batch (nothing, by default)."""
 
     def on_train_epoch_end(self) -> None:
         self.trainer.should_stop = True  # one epoch is all a baseline needs
 
 
 class LowpassRFFT(SpectralBaseline):
+    @staticmethod
+    def bins_for(latent: int) -> int:
+        return (latent + 1) // 2  # bin 0 is one number (its imaginary part is zero), the others two
+
     def __init__(self, input_length: int, latent: int = 3300, **kwargs):
         super().__init__(input_length, latent, **kwargs)
         self.kept.copy_(packed_positions(torch.arange(self.num_bins), input_length))
 
 
 class FourierTopK(SpectralBaseline):
+    @staticmethod
+    def bins_for(latent: int) -> int:
+        return latent // 2  # any bin may be chosen, so count two numbers for each
+
     def __init__(self, input_length: int, latent: int = 3300, **kwargs):
         super().__init__(input_length, latent, **kwargs)
         self.register_buffer("energy", torch.zeros(input_length // 2 + 1, dtype=torch.float64), persistent=False)
 
-    def training_step(self, wave: torch.Tensor, batch_idx: int) -> None:
+    def fit_batch(self, wave: torch.Tensor) -> None:
         self.energy += torch.fft.rfft(wave.double()).abs().square().sum(dim=(0, 1))
 
     def on_validation_epoch_start(self) -> None:

@@ -1,0 +1,195 @@
+"""Sweep report: `python -m aerecon.report DIR` / `aerecon-report DIR`.
+
+Reads the TensorBoard logs of a run folder or of every run under a multirun folder and writes
+into DIR: report.md (a summary, then per run the thesis's Tables 1 and 2: epochs 0, 4, 9,
+the best, every 25th and the last), report.csv (the same rows with a run column) and
+val_loss.png (validation loss against epoch for all runs, the thesis's Figure 10).
+"""
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+from aerecon.errors import AereconError
+from aerecon.files import atomic_write
+
+COLUMNS = {  # TensorBoard tag -> column
+    "val/loss": "val loss",
+    "val/mse": "MSE",
+    "val/mae": "MAE",
+    "val/rmse": "RMSE",
+    "val/snr_db": "SNR (dB)",
+    "perf/epoch_seconds": "s/epoch",
+    "perf/peak_cuda_gb": "peak CUDA (GiB)",
+    "perf/peak_rss_gb": "peak RSS (GiB)",
+}
+THESIS_EPOCHS = (0, 4, 9)
+
+
+class ReportError(AereconError):
+    pass
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Folders holding a `tensorboard/` folder with event files: root itself or any below it."""
+    runs = {events.parent.parent for events in root.rglob("tensorboard/events.out.tfevents.*")}
+    return sorted(runs)
+
+
+def load_scalars(run: Path) -> dict[str, dict[int, float]]:
+    """tag -> {epoch: value} for every epoch-level scalar (a resumed run's later values win)."""
+    accumulator = EventAccumulator(str(run / "tensorboard"), size_guidance={SCALARS: 0})
+    accumulator.Reload()
+    tags = set(accumulator.Tags()[SCALARS])
+    if "epoch" not in tags:
+        return {}
+    epoch_at = {e.step: int(e.value) for e in accumulator.Scalars("epoch")}
+    return {tag: {epoch_at[e.step]: e.value for e in accumulator.Scalars(tag) if e.step in epoch_at}
+            for tag in COLUMNS if tag in tags}
+
+
+def run_name(run: Path, root: Path) -> str:
+    return run.name if run == root else str(run.relative_to(root))
+
+
+def model_name(run: Path) -> str:
+    results = run / "results.json"
+    return json.loads(results.read_text()).get("model", "?") if results.is_file() else "?"
+
+
+def table_epochs(epochs: list[int], best: int) -> list[int]:
+    """The thesis's rows: epochs 0, 4, 9, the best, then every 25th epoch, and the last one."""
+    chosen = {e for e in THESIS_EPOCHS if e in epochs} | {best, epochs[-1]}
+    chosen |= {e for e in epochs if (e + 1) % 25 == 0}
+    return sorted(chosen)
+
+
+def run_rows(scalars: dict[str, dict[int, float]]) -> tuple[list[dict], int | None]:
+    losses = scalars.get("val/loss", {})
+    if not losses:
+        return [], None
+    epochs = sorted(losses)
+    best = min(epochs, key=lambda e: losses[e])
+    rows = []
+    for epoch in table_epochs(epochs, best):
+        row = {"epoch": epoch, "best": epoch == best}
+        row.update({column: scalars.get(tag, {}).get(epoch) for tag, column in COLUMNS.items()})
+        rows.append(row)
+    return rows, best
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+    return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def build_report(root: Path) -> dict:
+    runs = find_runs(root)
+    if not runs:
+        raise ReportError(f"No TensorBoard logs (tensorboard/events.out.tfevents.*) under {root}; "
+                          "give a run folder or a multirun folder, e.g. logs/train/multiruns/<time>")
+    report = {}
+    for run in runs:
+        scalars = load_scalars(run)
+        rows, best = run_rows(scalars)
+        seconds = list(scalars.get("perf/epoch_seconds", {}).values())
+        peak = scalars.get("perf/peak_cuda_gb") or scalars.get("perf/peak_rss_gb") or {}
+        report[run_name(run, root)] = {
+            "model": model_name(run), "rows": rows, "best": best, "losses": scalars.get("val/loss", {}),
+            "epochs": len(scalars.get("val/loss", {})),
+            "median_epoch_seconds": statistics.median(seconds) if seconds else None,
+            "peak_gb": max(peak.values()) if peak else None,
+            "peak_kind": "CUDA" if scalars.get("perf/peak_cuda_gb") else "RSS",
+        }
+    return report
+
+
+def render_markdown(report: dict) -> str:
+    summary = []
+    for name, run in report.items():
+        best = next((r for r in run["rows"] if r["best"]), {})
+        summary.append([name, run["model"], run["epochs"], run["best"], best.get("val loss"), best.get("MSE"),
+                        best.get("MAE"), best.get("RMSE"), best.get("SNR (dB)"), run["median_epoch_seconds"],
+                        None if run["peak_gb"] is None else f"{run['peak_gb']:.2f} {run['peak_kind']}"])
+    parts = ["# Sweep report", "",
+             "Validation metrics at the best epoch (lowest val loss); MSE, MAE, RMSE and SNR on the waveform, "
+             "val loss in the representation domain; peak memory in GiB.", "",
+             markdown_table(["run", "model", "epochs", "best epoch", "val loss", "MSE", "MAE", "RMSE", "SNR (dB)",
+                             "s/epoch (median)", "peak memory"], summary)]
+    for name, run in report.items():
+        columns = [c for c in COLUMNS.values() if any(r[c] is not None for r in run["rows"])]
+        rows = [[f"{r['epoch']} (best)" if r["best"] else r["epoch"], *(r[c] for c in columns)] for r in run["rows"]]
+        parts += ["", f"## {name} ({run['model']})", "", markdown_table(["epoch", *columns], rows)]
+    return "\n".join(parts) + "\n"
+
+
+def render_csv(report: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["run", "model", "epoch", "best", *COLUMNS.values()])
+    for name, run in report.items():
+        for row in run["rows"]:
+            writer.writerow([name, run["model"], row["epoch"], row["best"], *(row[c] for c in COLUMNS.values())])
+    return buffer.getvalue()
+
+
+def loss_figure(report: dict) -> Figure:
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for name, run in report.items():
+        epochs = sorted(run["losses"])
+        ax.plot(epochs, [run["losses"][e] for e in epochs], marker="." if len(epochs) < 40 else None,
+                label=f"{name} ({run['model']})")
+    ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title="Validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def write_report(root: Path, out: Path | None = None) -> dict:
+    root = Path(root).expanduser()
+    out = Path(out).expanduser() if out else root
+    report = build_report(root)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(report)
+    atomic_write(out / "report.md", lambda f: f.write(markdown.encode()))
+    atomic_write(out / "report.csv", lambda f: f.write(render_csv(report).encode()))
+    png = io.BytesIO()
+    loss_figure(report).savefig(png, format="png", dpi=110)
+    atomic_write(out / "val_loss.png", lambda f: f.write(png.getvalue()))
+    return {"runs": report, "markdown": markdown, "files": [out / "report.md", out / "report.csv", out / "val_loss.png"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aerecon-report", description=__doc__.split("\n\n")[1])
+    parser.add_argument("dir", type=Path, help="a run folder or a multirun folder (logs/train/multiruns/<time>)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: DIR)")
+    args = parser.parse_args(argv)
+    if not args.dir.expanduser().is_dir():
+        parser.exit(2, f"aerecon: error: {args.dir} is not a folder\n")
+    try:
+        written = write_report(args.dir, args.out)
+    except ReportError as error:
+        parser.exit(2, f"aerecon: error: {error}\n")
+    print(written["markdown"])
+    print("Wrote " + ", ".join(str(p) for p in written["files"]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
