@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from aerecon.errors import ConfigError
 from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
-from aerecon.stitch import stitch
+from aerecon.stitch import Stitcher
 
 
 class StoreConfig(L.Callback):
@@ -87,14 +87,15 @@ class ReconstructionPreview(L.Callback):
     """Every `every_n_epochs` epochs, logs one fixed validation song's reconstruction to
     TensorBoard: the audio (the original once) and its waveform, spectrum and spectrogram figures.
 
-    The song is stitched from cross-faded segments like `aerecon.evaluate` does, cut to
+    The song is stitched from overlapping segments like `aerecon.evaluate` does, cut to
     `max_seconds`; the step of these entries is the epoch.
     """
 
-    def __init__(self, every_n_epochs: int = 5, song: int = 0, max_seconds: float = 30.0, overlap: float = 0.5):
+    def __init__(self, every_n_epochs: int = 5, song: int = 0, max_seconds: float = 30.0, stitch: dict | None = None):
         if every_n_epochs < 1:
             raise ConfigError(f"callbacks.reconstruction_preview.every_n_epochs={every_n_epochs}: must be >= 1, e.g. 5")
-        self.every_n_epochs, self.song, self.max_seconds, self.overlap = every_n_epochs, song, max_seconds, overlap
+        self.every_n_epochs, self.song, self.max_seconds = every_n_epochs, song, max_seconds
+        self.stitch = dict(stitch or {})
         self.original_logged = False
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -106,8 +107,8 @@ class ReconstructionPreview(L.Callback):
         data = trainer.datamodule
         song = songs[min(self.song, len(songs) - 1)]
         original = torch.from_numpy(np.load(song.file)[: int(self.max_seconds * data.sample_rate)].copy())
-        reconstruction = stitch(pl_module.reconstruct, original.to(pl_module.device), data.segment_samples,
-                                self.overlap, data.batch_size).cpu()
+        stitcher = Stitcher(data.segment_samples, **self.stitch)
+        reconstruction = stitcher(pl_module.reconstruct, original.to(pl_module.device), data.batch_size).cpu()
         if not self.original_logged:
             writer.add_audio("preview/original", original.clamp(-1, 1), epoch, sample_rate=data.sample_rate)
             self.original_logged = True

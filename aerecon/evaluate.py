@@ -30,7 +30,7 @@ from aerecon.errors import AereconError, ConfigError, DataError
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.files import atomic_write
 from aerecon.metrics import SeamExcess, song_metrics
-from aerecon.stitch import seam_positions, stitch
+from aerecon.stitch import Stitcher
 from aerecon.train import CONF_DIR, user_error
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,7 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(data_config(cfg, saved))
     songs = select_songs(datamodule, cfg.split)
     rate, segment = datamodule.sample_rate, datamodule.segment_samples
+    stitcher, butt_joiner = Stitcher(segment, **cfg.stitch), Stitcher(segment, "crossfade", overlap=0.0)
     out = Path(cfg.paths.run_dir)
     log.info("Evaluating %s on %d %s songs of %s -> %s", cfg.ckpt_path, len(songs), cfg.split, datamodule.root, out)
 
@@ -160,14 +161,14 @@ def evaluate(cfg: DictConfig) -> dict:
         if len(original) < 2:
             datamodule.skipped[str(song.source)] = "shorter than 2 samples"
             continue
-        reconstruction = stitch(model.reconstruct, original, segment, cfg.overlap, cfg.batch_size)
-        stitched_seams = seam_positions(len(original), segment, cfg.overlap)
+        reconstruction = stitcher(model.reconstruct, original, cfg.batch_size)
+        stitched_seams = stitcher.seams(len(original))
         metrics = song_metrics(original, reconstruction, rate, stitched_seams)
         seams["seam_excess_db"].update(original.cpu(), reconstruction.cpu(), stitched_seams)
         butted = None
         if cfg.butt_joined:
-            butted = stitch(model.reconstruct, original, segment, 0.0, cfg.batch_size)
-            butt_seams = seam_positions(len(original), segment, 0.0)
+            butted = butt_joiner(model.reconstruct, original, cfg.batch_size)
+            butt_seams = butt_joiner.seams(len(original))
             one = SeamExcess()
             one.update(original.cpu(), butted.cpu(), butt_seams)
             seams["seam_excess_db_butt_joined"].update(original.cpu(), butted.cpu(), butt_seams)
@@ -188,7 +189,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "split": cfg.split,
         "sample_rate": rate,
         "segment_samples": segment,
-        "overlap": cfg.overlap,
+        "stitch": OmegaConf.to_container(cfg.stitch),
         "overall": overall_metrics(per_song, lengths, seams),
         "songs": per_song,
         "skipped": datamodule.skipped,

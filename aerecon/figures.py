@@ -73,7 +73,7 @@ def seam_figure(original, stitched, butted, sample_rate: int, seam: int, width_m
     ax = fig.add_subplot()
     ax.plot(t, _np(original)[lo:hi], linewidth=1.0, **ORIGINAL)
     ax.plot(t, _np(butted)[lo:hi], linewidth=1.0, color="tab:red", label="butt-joined segments (thesis)")
-    ax.plot(t, _np(stitched)[lo:hi], linewidth=1.0, color="tab:green", label="cross-faded segments")
+    ax.plot(t, _np(stitched)[lo:hi], linewidth=1.0, color="tab:green", label="overlap-added segments (aerecon)")
     ax.axvline(0, color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel=f"time from the seam at {seam / sample_rate:.2f} s (ms)", ylabel="amplitude",
            title=f"Segment seam {title}".strip())

@@ -1,9 +1,21 @@
 """Whole-song reconstruction from fixed-length segments, without clicks at the joins.
 
 The thesis reconstructed 3 s segments independently and butted them together, which left
-a click every 3 s. Here segments overlap by `overlap` of their length and are cross-faded
-with raised-cosine ramps that sum to one, so each join is a smooth blend of two
-reconstructions; `overlap=0` reproduces the thesis's butt joins.
+a click every 3 s. Here segments overlap and their reconstructions are overlap-added with a
+window, normalised by the summed window:
+
+- `crossfade` (overlap 0 to 0.5): ones with sin^2 / cos^2 ramps over the overlap, so each
+  join is a smooth blend of two reconstructions; overlap 0 is the thesis's butt joins.
+- `notched` (`notches` = k, the default with k = 8): sin^2(k pi t / n), zero at the k points
+  j n / k of every segment, hop n / (2k), so 2k segments cover every sample. Models in the
+  RFFT domain put impulses at such fixed points of every segment: a spectrum with period-2^m
+  structure, as m strided transposed convolutions produce, decodes to clicks at multiples
+  of n / 2^m. The thesis conv model (three stride-2 layers) clicks at multiples of n / 8,
+  loudest at n / 4 and n / 2. This window never lets one through, at 2k times the compute
+  of butt joins. k = 1 is a plain Hann cross-fade with overlap 0.5.
+
+The song is padded with `segment - hop` samples of silence at both ends, so its first and
+last samples are covered like any other (no half-weighted edge).
 """
 
 import math
@@ -13,67 +25,57 @@ import torch
 
 from aerecon.errors import ConfigError
 
-
-def hop_length(segment: int, overlap: float) -> int:
-    if not 0.0 <= overlap <= 0.5:
-        raise ConfigError(f"overlap={overlap}: must be between 0 (butt joins) and 0.5 (half-segment cross-fades)")
-    return segment - round(overlap * segment)
+WINDOWS = ("crossfade", "notched")
 
 
-def crossfade_window(segment: int, hop: int) -> torch.Tensor:
-    """Ones with sin^2 fade-in and cos^2 fade-out ramps of segment - hop samples.
+class Stitcher:
+    def __init__(self, segment: int, window: str = "notched", overlap: float = 0.5, notches: int = 8):
+        if window not in WINDOWS:
+            raise ConfigError(f"window={window!r}: use one of {', '.join(WINDOWS)}")
+        if window == "crossfade" and not 0.0 <= overlap <= 0.5:
+            raise ConfigError(f"overlap={overlap}: a crossfade window takes 0 (butt joins) to 0.5; "
+                              "for more, use window=notched")
+        if window == "notched" and not 1 <= notches <= segment // 4:
+            raise ConfigError(f"notches={notches}: the notched window takes 1 to a quarter of the segment, e.g. 8")
+        self.segment, self.window_name = segment, window
+        self.hop = max(1, segment - round(overlap * segment)) if window == "crossfade" else round(segment / (2 * notches))
+        self.lead = segment - self.hop  # silence around the song: every song sample gets full coverage
+        t = torch.arange(segment, dtype=torch.float64) + 0.5
+        if window == "notched":
+            self.window = torch.sin(notches * math.pi * t / segment) ** 2
+        else:
+            ramp = segment - self.hop
+            self.window = torch.ones(segment, dtype=torch.float64)
+            if ramp:
+                fade_in = torch.sin(math.pi / 2 * t[:ramp] / ramp) ** 2  # shifted copies sum to one
+                self.window[:ramp], self.window[-ramp:] = fade_in, fade_in.flip(0)
 
-    Shifted copies `hop` apart sum to exactly one: sin^2 + cos^2 over each overlap.
-    """
-    ramp = segment - hop
-    window = torch.ones(segment, dtype=torch.float64)
-    if ramp:
-        fade_in = torch.sin(math.pi / 2 * (torch.arange(ramp, dtype=torch.float64) + 0.5) / ramp) ** 2
-        window[:ramp] = fade_in
-        window[-ramp:] = fade_in.flip(0)
-    return window.float()
+    def starts(self, length: int) -> list[int]:
+        """Song positions where segments start: from `lead` before the song to `lead` past its end."""
+        count = math.ceil(max(length + 2 * self.lead - self.segment, 0) / self.hop) + 1
+        return [k * self.hop - self.lead for k in range(count)]
 
+    def seams(self, length: int) -> list[int]:
+        """Samples inside the song where a segment starts or ends: where butt joins would click."""
+        edges = {p for start in self.starts(length) for p in (start, start + self.segment) if 0 < p < length}
+        return sorted(edges)
 
-def segment_starts(length: int, segment: int, hop: int) -> list[int]:
-    """Starts of the segments that cover `length` samples (the last one may run past the end)."""
-    count = max(1, math.ceil(max(length - segment, 0) / hop) + 1)
-    return [k * hop for k in range(count)]
-
-
-def seam_positions(length: int, segment: int, overlap: float) -> list[int]:
-    """Samples where a segment starts or ends inside the song: where butt joins would click."""
-    hop = hop_length(segment, overlap)
-    edges = set()
-    for start in segment_starts(length, segment, hop):
-        edges.update(p for p in (start, start + segment) if 0 < p < length)
-    return sorted(edges)
-
-
-@torch.no_grad()
-def stitch(
-    reconstruct: Callable[[torch.Tensor], torch.Tensor],
-    song: torch.Tensor,
-    segment: int,
-    overlap: float = 0.5,
-    batch_size: int = 40,
-) -> torch.Tensor:
-    """Reconstruct a 1-D song by segments: `reconstruct` maps waveforms [B, 1, segment] to the same.
-
-    The song is zero-padded to whole segments, reconstructed in batches, overlap-added with
-    `crossfade_window`, normalised by the summed window (exactly one inside the song, and
-    right at the song's two ends too) and cut back to the song's length.
-    """
-    hop = hop_length(segment, overlap)
-    starts = segment_starts(len(song), segment, hop)
-    padded_length = starts[-1] + segment
-    padded = torch.nn.functional.pad(song.float(), (0, padded_length - len(song)))
-    segments = padded.unfold(0, segment, hop)  # [S, segment]
-    window = crossfade_window(segment, hop).to(song.device)
-    total = torch.zeros(padded_length, device=song.device)
-    weight = torch.zeros(padded_length, device=song.device)
-    for first in range(0, len(starts), batch_size):
-        outputs = reconstruct(segments[first : first + batch_size].unsqueeze(1)).squeeze(1).float()
-        for start, output in zip(starts[first : first + batch_size], outputs):
-            total[start : start + segment] += window * output.to(total.device)
-            weight[start : start + segment] += window
-    return (total / weight)[: len(song)]
+    @torch.no_grad()
+    def __call__(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], song: torch.Tensor,
+                 batch_size: int = 40) -> torch.Tensor:
+        """Reconstruct a 1-D song; `reconstruct` maps waveforms [B, 1, segment] to the same."""
+        starts = self.starts(len(song))
+        padded_length = starts[-1] + self.segment + self.lead
+        padded = torch.nn.functional.pad(song.float(), (self.lead, padded_length - self.lead - len(song)))
+        segments = padded.unfold(0, self.segment, self.hop)  # [S, segment]
+        window = self.window.to(song.device)
+        total = torch.zeros(padded_length, dtype=torch.float64, device=song.device)
+        weight = torch.zeros_like(total)
+        for first in range(0, len(starts), batch_size):
+            outputs = reconstruct(segments[first : first + batch_size].unsqueeze(1)).squeeze(1).to(total)
+            for k, output in enumerate(outputs, start=first):
+                where = slice(k * self.hop, k * self.hop + self.segment)
+                total[where] += window * output
+                weight[where] += window
+        song_part = slice(self.lead, self.lead + len(song))
+        return (total[song_part] / weight[song_part]).float()

@@ -24,7 +24,7 @@ RESULTS = "results.json"
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 # What must match for a checkpoint to be resumed under the current config.
 RESUME_KEYS = ("model", "representation", "data.sample_rate", "data.segment_seconds", "data.split",
-               "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.root", "optimizer", "seed")
+               "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.jitter", "data.root", "optimizer", "seed")
 
 
 def _select(config: dict, dotted: str):
@@ -96,7 +96,7 @@ def train(cfg: DictConfig) -> dict:
 def summary_line(results: dict) -> str:
     best = results["best"]
     return (
-        f"{results['model']:<8} best val/loss {best.get('val/loss', float('nan')):>12.4f}   "
+        f"{results['model']:<12} best val/loss {best.get('val/loss', float('nan')):>12.4f}   "
         f"val/snr_db {best.get('val/snr_db', float('nan')):>7.2f} dB   epoch {results['best_epoch']}   "
         f"run {results['run_dir']}"
     )

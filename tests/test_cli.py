@@ -42,3 +42,13 @@ def test_console_script_composes_the_same_config(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "_target_: aerecon.models.ConvAutoencoder" in result.stdout and "patience: 50" in result.stdout
+
+
+def test_eval_and_report_console_scripts(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run([str(bin_dir / "aerecon-eval"), "--cfg", "job", "ckpt_path=some.ckpt"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "split: test" in result.stdout and "overlap: 0.5" in result.stdout
+    result = subprocess.run([str(bin_dir / "aerecon-report"), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "multirun folder" in result.stdout

@@ -195,3 +195,36 @@ def test_demo_dataset_is_rendered_once_as_real_files(tmp_path):
     shutil.rmtree(tmp_path / "demo")
     assert len(demo()._cached_songs()) == 3  # the next run renders it again
     assert len(list((tmp_path / "demo").glob("*.flac"))) == 3
+
+
+def test_jitter_moves_training_segments_per_epoch_within_their_song(tmp_path):
+    music = tmp_path / "music"
+    write_songs(music, [f"s{i}.wav" for i in range(12)])
+    dm = datamodule(music, tmp_path / "cache", jitter=0.5)
+    dm.setup("fit")
+    train, val = dm.datasets["train"], dm.datasets["val"]
+    n = dm.segment_samples
+    offsets = {epoch: [train.offset(i, epoch) for i in range(len(train))] for epoch in (0, 1)}
+    assert offsets[0] == [train.offset(i, 0) for i in range(len(train))]  # a function of (seed, epoch, index)
+    assert offsets[0] != offsets[1]
+    grid = [offset for _, offset in train.index]
+    assert all(abs(o - g) <= n // 2 for o, g in zip(offsets[0], grid))
+    assert all(0 <= o <= train.songs[s].num_samples - n for o, (s, _) in zip(offsets[0], train.index))
+    assert len({o - g for o, g in zip(offsets[0], grid)}) > len(train) // 2  # really moved, not a constant
+    song = np.load(train.songs[train.index[3][0]].file)
+    assert np.array_equal(train[(3, 1)].numpy()[0], song[offsets[1][3]:offsets[1][3] + n])
+    # the sampler hands the epoch to the dataset; validation stays on the grid
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)
+    assert all(key[1] == 1 for key in loader.sampler)
+    assert val.jitter == 0 and dm.val_dataloader().sampler.__class__.__name__ == "SequentialSampler"
+    with pytest.raises(ConfigError, match="data.jitter=2"):
+        datamodule(music, tmp_path / "cache", jitter=2)
+
+
+def test_demo_never_renders_over_a_folder_of_other_files(tmp_path):
+    music = tmp_path / "music"
+    write_songs(music, ["mine.wav"])
+    with pytest.raises(DataError, match="not a demo dataset"):
+        ensure_demo_dataset(music, num_songs=2, seconds=1.0, sample_rate=8000, seed=0)
+    assert [p.name for p in music.iterdir()] == ["mine.wav"]

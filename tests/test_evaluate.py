@@ -155,7 +155,8 @@ def test_evaluate_every_song_of_a_new_folder_skipping_an_unreadable_one(sweep, t
     (["ckpt_path=/nope.ckpt"], "does not exist"),
     (["data.sample_rate=8000"], "fixed by the checkpoint"),
     (["split=everything"], "split=everything: use one of"),
-    (["overlap=0.9"], "overlap=0.9"),
+    (["stitch.window=crossfade", "stitch.overlap=0.9"], "overlap=0.9"),
+    (["device=cuda:7"] if not torch.cuda.is_available() else ["device=tpu"], "device="),
 ])
 def test_evaluate_user_errors(sweep, tmp_path, shared_dirs, args, message):
     ckpt = [f"ckpt_path={sweep[1]['0_fc']['best_checkpoint']}"] if not args[0].startswith("ckpt_path") else []

@@ -7,7 +7,7 @@ import torch
 
 from aerecon.losses import MultiResolutionSTFTLoss
 from aerecon.metrics import SeamExcess, band_snr_db, log_spectral_distance, song_metrics
-from aerecon.stitch import crossfade_window, hop_length, seam_positions, segment_starts, stitch
+from aerecon.stitch import Stitcher
 
 RATE = 4410
 
@@ -22,49 +22,78 @@ def music_like(seconds: float = 7.3) -> torch.Tensor:
     return tone(110, seconds) + tone(523, seconds, 0.2) + 0.05 * torch.randn(int(seconds * RATE), generator=g)
 
 
-@pytest.mark.parametrize("segment, overlap", [(1000, 0.5), (1000, 0.25), (999, 0.1), (1000, 0.0)])
-def test_crossfade_windows_sum_to_one(segment, overlap):
-    hop = hop_length(segment, overlap)
-    window = crossfade_window(segment, hop).double()
-    total = torch.zeros(hop * 6 + segment, dtype=torch.float64)
-    for k in range(7):
-        total[k * hop : k * hop + segment] += window
-    assert torch.allclose(total[segment : 6 * hop], torch.ones(6 * hop - segment, dtype=torch.float64), atol=1e-6)
+WINDOWS = [dict(window="crossfade", overlap=0.0), dict(window="crossfade", overlap=0.25),
+           dict(window="crossfade", overlap=0.5), dict(window="notched", notches=1), dict(window="notched", notches=2),
+           dict(window="notched", notches=4)]
 
 
-def test_segments_cover_the_song():
-    assert segment_starts(2500, 1000, 500) == [0, 500, 1000, 1500]
-    assert segment_starts(300, 1000, 500) == [0]  # shorter than a segment: one padded segment
-    assert seam_positions(2500, 1000, 0.0) == [1000, 2000]
-    assert seam_positions(2500, 1000, 0.5) == [500, 1000, 1500, 2000]
-    with pytest.raises(Exception, match="overlap"):
-        hop_length(1000, 0.7)
+@pytest.mark.parametrize("segment, options", [(1000, o) for o in WINDOWS] + [(999, o) for o in WINDOWS[:3]])
+def test_windows_sum_to_a_constant(segment, options):
+    stitcher = Stitcher(segment, **options)
+    total = torch.zeros(stitcher.hop * 20 + segment, dtype=torch.float64)
+    for k in range(21):
+        total[k * stitcher.hop : k * stitcher.hop + segment] += stitcher.window
+    inside = total[segment : 20 * stitcher.hop]
+    assert torch.allclose(inside, inside.mean().expand_as(inside), atol=1e-9)
 
 
-@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
-def test_identity_model_stitches_exactly(overlap):
+def test_segments_cover_the_song_and_seams_are_their_edges():
+    butt = Stitcher(1000, "crossfade", overlap=0.0)
+    assert butt.starts(2500) == [0, 1000, 2000] and butt.seams(2500) == [1000, 2000]
+    half = Stitcher(1000, "crossfade", overlap=0.5)  # led in by half a segment of silence
+    assert half.starts(2500) == [-500, 0, 500, 1000, 1500, 2000]
+    assert half.seams(2500) == [500, 1000, 1500, 2000]
+    notched = Stitcher(1000, "notched", notches=4)
+    assert notched.hop == 125 and notched.starts(10)[0] == -875
+    assert float(notched.window[[0, 250, 500, 750]].max()) < 1e-4  # zero at 0, n/4, n/2, 3n/4
+    with pytest.raises(Exception, match="overlap=0.7"):
+        Stitcher(1000, "crossfade", overlap=0.7)
+    with pytest.raises(Exception, match="window='hann'"):
+        Stitcher(1000, "hann")
+
+
+@pytest.mark.parametrize("options", WINDOWS)
+def test_identity_model_stitches_exactly(options):
     song = music_like()
-    out = stitch(lambda x: x, song, segment=RATE * 3 // 2, overlap=overlap, batch_size=3)
-    metrics = song_metrics(song, out, RATE, seam_positions(len(song), RATE * 3 // 2, overlap))
+    stitcher = Stitcher(RATE * 3 // 2, **options)
+    out = stitcher(lambda x: x, song, batch_size=3)
+    metrics = song_metrics(song, out, RATE, stitcher.seams(len(song)))
     assert out.shape == song.shape
     assert metrics["snr_db"] > 60
     assert abs(metrics["seam_excess_db"]) < 1e-6
 
 
-def test_crossfades_remove_the_click_that_butt_joins_make():
-    """A model that adds a fixed offset per segment (a crude stand-in for per-segment errors)."""
+@pytest.mark.parametrize("options", [dict(window="crossfade", overlap=0.5), dict(window="notched", notches=2)])
+def test_overlapping_windows_remove_the_click_that_butt_joins_make(options):
+    """A model that adds a different constant to each segment: butt-joined segments jump."""
     song, segment = tone(110, 7.3) + tone(523, 7.3, 0.2), 2000
     counter = iter(range(10_000))
 
-    def drifting(x):  # each segment shifted by a different constant: butt joins jump
+    def drifting(x):
         return x + torch.stack([torch.full_like(s, 0.2 * ((next(counter) % 3) - 1)) for s in x])
 
-    butted = stitch(drifting, song, segment, overlap=0.0)
-    faded = stitch(drifting, song, segment, overlap=0.5)
-    excess = {name: song_metrics(song, out, RATE, seam_positions(len(song), segment, ov))["seam_excess_db"]
-              for name, out, ov in (("butted", butted, 0.0), ("faded", faded, 0.5))}
+    excess = {}
+    for name, stitcher in (("butted", Stitcher(segment, "crossfade", overlap=0.0)), ("overlapped", Stitcher(segment, **options))):
+        out = stitcher(drifting, song)
+        excess[name] = song_metrics(song, out, RATE, stitcher.seams(len(song)))["seam_excess_db"]
     assert excess["butted"] > 3
-    assert abs(excess["faded"]) <= 1
+    assert abs(excess["overlapped"]) <= 1
+
+
+def test_notched_window_hides_impulses_at_fixed_points_of_each_segment():
+    """The thesis conv model's failure mode: clicks at 0, n/4, n/2 and 3n/4 of every segment."""
+    song, segment = tone(110, 7.3) + tone(523, 7.3, 0.2), 2000
+
+    def clicking(x):
+        y = x.clone()
+        y[..., [0, segment // 4, segment // 2, 3 * segment // 4]] += 0.3
+        return y
+
+    notched = Stitcher(segment, "notched", notches=4)
+    out = notched(clicking, song)
+    assert song_metrics(song, out, RATE, notched.seams(len(song)))["snr_db"] > 40
+    half = Stitcher(segment, "crossfade", overlap=0.5)
+    assert song_metrics(song, half(clicking, song), RATE, half.seams(len(song)))["seam_excess_db"] > 3
 
 
 def test_snr_mse_mae_rmse_by_hand():
@@ -123,3 +152,14 @@ def test_seam_excess_pools_songs():
     one = SeamExcess()
     one.update(song, clicked, [1000])
     assert 0 < float(seam.compute()) < float(one.compute())
+
+
+@pytest.mark.parametrize("options", WINDOWS[1:])
+def test_every_song_sample_gets_the_full_window_sum_even_at_the_ends(options):
+    stitcher = Stitcher(1000, **options)
+    length = 4321
+    covered = torch.zeros(length + 2 * stitcher.segment, dtype=torch.float64)  # song starts at index segment
+    for start in stitcher.starts(length):
+        covered[start + stitcher.segment : start + 2 * stitcher.segment] += stitcher.window
+    song = covered[stitcher.segment : stitcher.segment + length]
+    assert torch.allclose(song, song.mean().expand_as(song), atol=1e-9)

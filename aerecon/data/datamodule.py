@@ -35,10 +35,16 @@ def assign_split(name: str, weights: dict[str, float], seed: int = 0) -> str:
 
 
 class SegmentDataset(Dataset):
-    """Non-overlapping segments of cached songs; a trailing partial segment is dropped."""
+    """Segments of cached songs on a grid of `segment_samples`; a trailing partial segment is dropped.
 
-    def __init__(self, songs: list[CachedSong], segment_samples: int):
-        self.songs, self.segment_samples = songs, segment_samples
+    Keys are segment indices, or (index, epoch) pairs from EpochShuffleSampler when `jitter`
+    > 0: then each segment is moved by up to `jitter` segment lengths either way (kept
+    inside its song), by an amount drawn from (seed, epoch, index) alone. Models then see
+    every phase of the music, not only the grid; evaluation's overlapping segments need that.
+    """
+
+    def __init__(self, songs: list[CachedSong], segment_samples: int, jitter: float = 0.0, seed: int = 0):
+        self.songs, self.segment_samples, self.jitter, self.seed = songs, segment_samples, jitter, seed
         self.index = [(s, k * segment_samples) for s, song in enumerate(songs)
                       for k in range(song.num_samples // segment_samples)]
         self._arrays: dict[int, np.ndarray] = {}
@@ -46,10 +52,20 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def offset(self, i: int, epoch: int | None) -> int:
         s, offset = self.index[i]
+        if epoch is None or not self.jitter:
+            return offset
+        shift = np.random.default_rng([self.seed, epoch, i]).uniform(-self.jitter, self.jitter)
+        return int(np.clip(offset + round(shift * self.segment_samples), 0,
+                           self.songs[s].num_samples - self.segment_samples))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> torch.Tensor:
+        i, epoch = key if isinstance(key, tuple) else (key, None)
+        s = self.index[i][0]
         if s not in self._arrays:  # opened lazily, so each loader worker maps its own files
             self._arrays[s] = np.load(self.songs[s].file, mmap_mode="r")
+        offset = self.offset(i, epoch)
         segment = np.array(self._arrays[s][offset : offset + self.segment_samples])
         return torch.from_numpy(segment).unsqueeze(0)
 
@@ -58,11 +74,12 @@ class EpochShuffleSampler(Sampler[int]):
     """Shuffles with a permutation that depends only on (seed, epoch).
 
     Lightning calls `set_epoch` before every epoch, so a run resumed at epoch k sees exactly
-    the order an uninterrupted run would, whatever the global RNG state is.
+    the order (and jitter) an uninterrupted run would, whatever the global RNG state is.
+    With `with_epoch`, it yields (index, epoch) keys for SegmentDataset's jitter.
     """
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, with_epoch: bool = False):
+        self.size, self.seed, self.epoch, self.with_epoch = size, seed, 0, with_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -72,7 +89,8 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        return iter([(i, self.epoch) for i in order] if self.with_epoch else order)
 
 
 class AudioDataModule(L.LightningDataModule):
@@ -87,6 +105,7 @@ class AudioDataModule(L.LightningDataModule):
         split_seed: int = 0,
         shuffle_seed: int = 0,
         num_workers: int = 0,
+        jitter: float = 0.0,
     ):
         super().__init__()
         if root is None or not str(root):
@@ -103,6 +122,9 @@ class AudioDataModule(L.LightningDataModule):
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
         self.segment_samples = segment_samples(sample_rate, segment_seconds)
         self.split_weights, self.split_seed, self.shuffle_seed = split, split_seed, shuffle_seed
+        if not 0.0 <= jitter <= 1.0:
+            raise ConfigError(f"data.jitter={jitter}: a fraction of a segment from 0 (the fixed grid) to 1, e.g. 0.5")
+        self.jitter = jitter
         self.songs: dict[str, list[CachedSong]] = {}
         self.datasets: dict[str, SegmentDataset] = {}
         self._all_songs: list[CachedSong] | None = None
@@ -143,7 +165,9 @@ class AudioDataModule(L.LightningDataModule):
         self.songs = {split: [] for split in SPLITS}
         for song in songs:
             self.songs[assign_split(song.name, self.split_weights, self.split_seed)].append(song)
-        self.datasets = {split: SegmentDataset(s, self.segment_samples) for split, s in self.songs.items()}
+        self.datasets = {split: SegmentDataset(s, self.segment_samples, self.jitter if split == "train" else 0.0,
+                                               self.shuffle_seed)
+                         for split, s in self.songs.items()}
         counts = {split: (len(self.songs[split]), len(ds)) for split, ds in self.datasets.items()}
         log.info("Songs / segments per split: %s", counts)
         for split in ("train", "val"):
@@ -158,7 +182,7 @@ class AudioDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(dataset), self.shuffle_seed) if shuffle else None,
+            sampler=EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
