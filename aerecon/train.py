@@ -16,6 +16,7 @@ from aerecon.callbacks import BestMetrics, StoreConfig
 from aerecon.checkpoint import load_checkpoint_config
 from aerecon.errors import AereconError, ConfigError
 from aerecon.files import atomic_write
+from aerecon.plan import check_budget
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
@@ -64,6 +65,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training
     model = instantiate(cfg.model)
+    check_budget(cfg, model)  # before any training: a run that cannot fit the card stops here
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [best, StoreConfig(config)]
     logger = instantiate(cfg.logger)

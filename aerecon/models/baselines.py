@@ -15,7 +15,7 @@ from aerecon.representation import RFFT
 
 def packed_positions(bins: torch.Tensor, length: int) -> torch.Tensor:
     """Boolean mask over RFFT's packed layout [re0, re1, im1, ...] selecting the given bins."""
-    mask = torch.zeros(length, dtype=torch.bool)
+    mask = torch.zeros(length, dtype=torch.bool, device="cpu")  # cpu even under a meta device context
     for b in bins.tolist():
         for position in ((0,) if b == 0 else (2 * b - 1, 2 * b)):
             if position < length:  # an even length's Nyquist bin has no imaginary slot
@@ -71,7 +71,7 @@ class LowpassRFFT(SpectralBaseline):
 
     def __init__(self, input_length: int, latent: int = 3300, **kwargs):
         super().__init__(input_length, latent, **kwargs)
-        self.kept.copy_(packed_positions(torch.arange(self.num_bins), input_length))
+        self.kept.copy_(packed_positions(torch.arange(self.num_bins, device="cpu"), input_length))
 
 
 class FourierTopK(SpectralBaseline):
