@@ -18,7 +18,8 @@ from omegaconf import open_dict
 from aerecon.plan import GIB, OPTIONS, _with, plan_memory
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-EXPERIMENTS = [("demo", "fc"), ("demo", "conv"), ("thesis_fc", "fc"), ("thesis_conv", "conv")]
+EXPERIMENTS = [("demo", "fc"), ("demo", "conv"), ("thesis_fc", "fc"), ("thesis_conv", "conv"),
+               ("thesis_fc_8gb", "fc"), ("thesis_conv_8gb", "conv")]
 
 
 def main() -> None:

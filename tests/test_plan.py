@@ -66,9 +66,34 @@ def test_train_refuses_a_run_over_budget_naming_total_budget_and_an_option(make_
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any training
 
 
-def test_adafactor_trains_and_budget_null_turns_the_check_off(make_cfg):
-    results = train(make_cfg("optimizer=adafactor", "budget_gb=null", "trainer.max_epochs=1", "test=false"))
-    assert results["epochs"] == 1 and results["best"]["val/loss"] > 0
+@pytest.mark.parametrize("precision", ["32-true", "16-true"])
+def test_adafactor_trains_and_budget_null_turns_the_check_off(make_cfg, precision):
+    results = train(make_cfg("model=conv", "optimizer=adafactor", f"trainer.precision={precision}", "budget_gb=null",
+                             "trainer.max_epochs=1", "test=false"))
+    assert results["epochs"] == 1 and 0 < results["best"]["val/loss"] < float("inf")
+
+
+@pytest.mark.parametrize("experiment, model, below", [("thesis_fc_8gb", "FCAutoencoder", 7.5),
+                                                      ("thesis_conv_8gb", "ConvAutoencoder", 6.5)])
+def test_shipped_8gb_thesis_experiments_plan_under_8_gib(experiment, model, below):
+    """The thesis-size models themselves (built on the CPU once), as shipped for an 8 GB card."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from conftest import CONF
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    assert cfg.model._target_.endswith(model)
+    plan = plan_memory(cfg)
+    assert plan.fits and plan.total < below * GIB
+    GlobalHydra.instance().clear()
 
 
 def test_plan_cli_prints_the_breakdown_and_verdict(tmp_path, shared_dirs):

@@ -56,14 +56,14 @@ class AutoencoderModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Representation-domain reconstruction of representation-domain input [B, 1, n]."""
-        return self.decoder(self.encoder(x))
+        weight = next(self.parameters(), None)  # in the weights' dtype: 16-true models hold fp16 weights
+        return self.decoder(self.encoder(x if weight is None else x.to(weight.dtype)))
 
     def _reconstruct(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # FFTs and the loss stay in fp32 whatever the trainer's precision.
         with torch.autocast(self.device.type, enabled=False):
             target = self.representation.encode(wave.float())
-        weight = next(self.parameters(), None)  # baselines have none
-        output = self(target.to(weight.dtype) if weight is not None else target).float()
+        output = self(target).float()
         return target, output
 
     def reconstruct(self, wave: torch.Tensor) -> torch.Tensor:
