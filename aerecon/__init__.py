@@ -1,10 +1,14 @@
 """aerecon: train and compare neural audio autoencoders."""
 
 import os
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
+# Absolute, so the console scripts find conf/ too (Hydra would read a relative path as a Python
+# package when called from one). The editable install keeps conf/ beside aerecon/.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def segment_samples(sample_rate: float, seconds: float) -> int:

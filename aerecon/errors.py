@@ -1,5 +1,8 @@
 """Errors a user can cause. Entry points print their message instead of a traceback."""
 
+import sys
+from contextlib import contextmanager
+
 
 class AereconError(Exception):
     """A problem with the user's input (config, paths, files) that they can fix."""
@@ -15,3 +18,24 @@ class DataError(AereconError):
 
 class ConfigError(AereconError):
     """A config value that cannot work; the message names the key and a valid example."""
+
+
+def user_error(error: BaseException) -> AereconError | None:
+    """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
+    while error is not None:
+        if isinstance(error, AereconError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextmanager
+def exit_on_user_error():
+    """In an entry point: a user's mistake prints one `aerecon: error: ...` line and exits 2."""
+    try:
+        yield
+    except Exception as error:
+        if (found := user_error(error)) is None:
+            raise
+        print(f"aerecon: error: {found}", file=sys.stderr)
+        sys.exit(2)

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-import sys
 from pathlib import Path
 
 import hydra
@@ -26,12 +25,12 @@ from torchmetrics.functional.audio import signal_noise_ratio
 from aerecon.checkpoint import load_model
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import SPLITS, AudioDataModule
-from aerecon.errors import AereconError, ConfigError, DataError
+from aerecon import CONF_DIR
+from aerecon.errors import ConfigError, DataError, exit_on_user_error
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.files import atomic_write
 from aerecon.metrics import SeamExcess, song_metrics
 from aerecon.stitch import Stitcher
-from aerecon.train import CONF_DIR, user_error
 
 log = logging.getLogger(__name__)
 FIXED_BY_MODEL = ("sample_rate", "segment_seconds")  # the model's input length depends on them
@@ -219,13 +218,8 @@ def metrics_csv(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
-    try:
+    with exit_on_user_error():
         return evaluate(cfg)["overall"]["snr_db"]
-    except Exception as error:
-        if (found := user_error(error)) is None:
-            raise
-        print(f"aerecon: error: {found}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Predicts the GPU memory of one training run before it starts, in bytes:
 import copy
 import logging
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon.errors import ConfigError
+from aerecon import CONF_DIR
+from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,6 @@ OPTIONS = [
     ["trainer.precision=16-true"],
     ["optimizer=adafactor", "trainer.precision=16-true"],
 ]
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _with(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -218,7 +217,7 @@ def _with(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         for override in overrides:
             key, value = override.split("=", 1)
             if key == "optimizer":
-                variant.optimizer = OmegaConf.load(CONF_DIR / "optimizer" / f"{value}.yaml")
+                variant.optimizer = OmegaConf.load(Path(CONF_DIR) / "optimizer" / f"{value}.yaml")
             else:
                 OmegaConf.update(variant, key, yaml.safe_load(value), force_add=True)
     return variant
@@ -250,11 +249,9 @@ def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
     )
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    from aerecon.train import user_error
-
-    try:
+    with exit_on_user_error():
         model = instantiate(cfg.model)
         plan = plan_memory(cfg, model)
         print(f"Memory plan for model={cfg.model_name} precision={_precision(cfg)} batch={cfg.data.batch_size}:")
@@ -264,11 +261,6 @@ def main(cfg: DictConfig) -> None:
             print("Options that fit:" if fitting else "No single option fits; lower data.batch_size or the model size.")
             for overrides, option in fitting:
                 print(f"  {overrides:<60} {option.total / GIB:6.2f} GiB")
-    except Exception as error:
-        if (found := user_error(error)) is None:
-            raise
-        print(f"aerecon: error: {found}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -14,15 +13,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon.callbacks import BestMetrics, StoreConfig
 from aerecon.checkpoint import load_checkpoint_config
-from aerecon.errors import AereconError, ConfigError
+from aerecon import CONF_DIR
+from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.files import atomic_write
 from aerecon.plan import check_budget
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
-# Absolute, so the console script `aerecon-train` finds conf/ too (Hydra would read a relative
-# path as a Python package when called from one). The editable install keeps conf/ beside aerecon/.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 # What must match for a checkpoint to be resumed under the current config.
 RESUME_KEYS = ("model", "representation", "data.sample_rate", "data.segment_seconds", "data.split",
                "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.jitter", "data.root", "optimizer", "seed")
@@ -118,24 +115,10 @@ class PrintSummary(HydraCallback):
         print(f"TensorBoard: tensorboard --logdir {sweep_dir}   (or `make tensorboard` for all runs)")
 
 
-def user_error(error: BaseException) -> AereconError | None:
-    """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
-    while error is not None:
-        if isinstance(error, AereconError):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
+    with exit_on_user_error():
         results = train(cfg)
-    except Exception as error:
-        if (found := user_error(error)) is None:
-            raise
-        print(f"aerecon: error: {found}", file=sys.stderr)
-        sys.exit(2)
     return results["best"].get("val/loss")  # the objective for Hydra sweepers (e.g. Optuna)
 
 
