@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aerecon.report import markdown_table
+
 COLUMNS = [("snr_db", "SNR dB"), ("snr_db_butt_joined", "SNR dB (butt-joined)"), ("si_sdr_db", "SI-SDR dB"), ("band_snr_db_low", "SNR <250 Hz"),
            ("band_snr_db_mid", "SNR 250-1000 Hz"), ("band_snr_db_high", "SNR >1000 Hz"),
            ("stft_distance", "MR-STFT dist."), ("lsd_db", "LSD dB"), ("mse", "MSE"), ("mae", "MAE"),
@@ -49,10 +51,8 @@ def main() -> None:
                 shutil.copy(figure, args.copy_figures / f"{results['model']}_{figure.name}")
     print(f"Whole {metrics['split']} songs ({len(metrics['songs'])}), stitching {metrics['stitch']}, "
           f"`python -m aerecon.evaluate {' '.join(args.overrides)}`:\n")
-    print("| model | " + " | ".join(name for _, name in COLUMNS) + " |")
-    print("|---|" + "---|" * len(COLUMNS))
-    for model, *values in rows:
-        print(f"| {model} | " + " | ".join(f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}" for v in values) + " |")
+    print(markdown_table(["model", *(name for _, name in COLUMNS)],
+                         [[model, *(f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}" for v in values)] for model, *values in rows]))
 
 
 if __name__ == "__main__":

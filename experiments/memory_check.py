@@ -13,32 +13,16 @@ A job that runs out of memory under the cap is reported as such. The plan should
 
 import argparse
 import gc
-from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 from torch.utils.data import DataLoader, RandomSampler
 
+from aerecon.config import compose_train
 from aerecon.plan import GIB, plan_memory
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 DEFAULT = ["demo:fc", "demo:conv", "thesis_fc_8gb:fc", "thesis_conv_8gb:conv", "thesis_fc:fc", "thesis_conv:conv"]
-
-
-def config(experiment: str, model: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model}", "budget_gb=null"],
-                      return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def measure(cfg, steps: int) -> tuple[float, str]:
@@ -86,7 +70,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for item in args.experiments:
         experiment, _, model = item.partition(":")
-        cfg = config(experiment, model or "fc")
+        cfg = compose_train([f"experiment={experiment}", f"model={model or 'fc'}", "budget_gb=null"])
         planned = plan_memory(cfg).allocated / GIB
         measured, status = measure(cfg, args.steps)
         print(f"| {experiment} ({model}) | {cfg.trainer.precision} | {cfg.optimizer._target_.split('.')[-1]} | "

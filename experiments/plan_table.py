@@ -8,16 +8,13 @@ aerecon.plan.OPTIONS; entries within the budget are marked.
 """
 
 import argparse
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
+from aerecon.config import compose_train
 from aerecon.plan import GIB, OPTIONS, _with, plan_memory
+from aerecon.report import markdown_table
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 EXPERIMENTS = [("demo", "fc"), ("demo", "conv"), ("thesis_fc", "fc"), ("thesis_conv", "conv"),
                ("thesis_fc_8gb", "fc"), ("thesis_conv_8gb", "conv")]
 
@@ -30,12 +27,7 @@ def main() -> None:
     header = ["experiment", *(" ".join(c) for c in columns)]
     rows = []
     for experiment, model_name in EXPERIMENTS:
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose("train", overrides=[f"experiment={experiment}", f"model={model_name}",
-                                              f"budget_gb={args.budget}"], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
+        cfg = compose_train([f"experiment={experiment}", f"model={model_name}", f"budget_gb={args.budget}"])
         model = instantiate(cfg.model)
         cells = []
         for overrides in columns:
@@ -44,10 +36,7 @@ def main() -> None:
         rows.append([f"{experiment} ({model_name})", *cells])
         print(f"done {experiment} {model_name}", flush=True)
     print(f"\nPlanned GiB (✓: within {args.budget:g} GiB), `python experiments/plan_table.py`:\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

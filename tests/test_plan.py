@@ -4,6 +4,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from aerecon.config import compose_train
 from aerecon.errors import ConfigError
 from aerecon.models import ConvAutoencoder, FCAutoencoder
 from aerecon.plan import GIB, _with, optimizer_state_bytes, plan_memory, saved_bytes
@@ -77,23 +78,10 @@ def test_adafactor_trains_and_budget_null_turns_the_check_off(make_cfg, precisio
                                                       ("thesis_conv_8gb", "ConvAutoencoder", 6.5)])
 def test_shipped_8gb_thesis_experiments_plan_under_8_gib(experiment, model, below):
     """The thesis-size models themselves (built on the CPU once), as shipped for an 8 GB card."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from conftest import CONF
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+    cfg = compose_train([f"experiment={experiment}"])
     assert cfg.model._target_.endswith(model)
     plan = plan_memory(cfg)
     assert plan.fits and plan.total < below * GIB
-    GlobalHydra.instance().clear()
 
 
 def test_plan_cli_prints_the_breakdown_and_verdict(tmp_path, shared_dirs):
