@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cu126
 TORCH_INDEX ?=
 
-.PHONY: install train test tensorboard clean
+.PHONY: install train test bench tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ train: install
 
 test: install
 	$(PY) -m pytest
+
+# Real music (Debian's nexuiz-music, installed with apt-get if missing): every model family for
+# the same CPU time each, scored on validation and unseen test songs (about 60 min on 2 cores).
+bench: install
+	$(PY) experiments/benchmark_realmusic.py
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs

@@ -23,8 +23,17 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def assign_split(name: str, weights: dict[str, float], seed: int = 0) -> str:
-    """Split of one song, from a hash of its name alone: adding files never moves another."""
+def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> str:
+    """Split of one song, from a hash of its name alone: adding files never moves another.
+
+    With `weights="folders"` the song's top folder under the root names its split
+    (train/, val/, test/), for a split chosen by hand.
+    """
+    if weights == "folders":
+        top = Path(name).parts[0] if len(Path(name).parts) > 1 else ""
+        if top not in SPLITS:
+            raise DataError(f"data.split=folders: {name} is not inside a train/, val/ or test/ folder of data.root")
+        return top
     u = int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:8], "big") / 2**64
     total, edge = sum(weights.values()), 0.0
     for split in SPLITS:
@@ -101,7 +110,7 @@ class AudioDataModule(L.LightningDataModule):
         sample_rate: int = 4410,
         segment_seconds: float = 3.0,
         batch_size: int = 40,
-        split: dict[str, float] | None = None,
+        split: dict[str, float] | str | None = None,
         split_seed: int = 0,
         shuffle_seed: int = 0,
         num_workers: int = 0,
@@ -114,9 +123,16 @@ class AudioDataModule(L.LightningDataModule):
             raise ConfigError(f"data.sample_rate={sample_rate}: must be a positive rate in Hz, e.g. 4410")
         if segment_samples(sample_rate, segment_seconds) < 1:
             raise ConfigError(f"data.segment_seconds={segment_seconds}: shorter than one sample; e.g. 3.0")
-        split = dict(split or {"train": 1300, "val": 130, "test": 20})
-        if set(split) != set(SPLITS) or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0:
-            raise ConfigError(f"data.split={split}: needs train, val, test weights, e.g. {{train: 1300, val: 130, test: 20}}")
+        split = split or {"train": 1300, "val": 130, "test": 20}
+        if isinstance(split, str):
+            if split != "folders":
+                raise ConfigError(f"data.split={split}: use weights, e.g. {{train: 1300, val: 130, test: 20}}, "
+                                  f"or `folders` (train/, val/, test/ under data.root)")
+        elif set(split) != set(SPLITS) or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0:
+            raise ConfigError(f"data.split={dict(split)}: needs train, val, test weights, e.g. "
+                              f"{{train: 1300, val: 130, test: 20}}, or `folders`")
+        else:
+            split = dict(split)
         self.root = Path(root).expanduser()
         self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate)
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers

@@ -1,18 +1,18 @@
 """AutoencoderModule: the train/val/test logic every autoencoder shares.
 
 Subclasses build `self.encoder` and `self.decoder` (nn.Modules on [B, C, L] tensors). Data
-flows waveform -> representation.encode -> encoder -> decoder -> representation.decode;
-the loss is taken in the representation domain, the metrics on waveforms.
+flows waveform -> representation.encode -> encoder -> [bottleneck] -> decoder ->
+representation.decode; the loss (aerecon.losses) sees both domains, the metrics the waveforms.
 """
 
 from collections.abc import Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from aerecon.errors import ConfigError
+from aerecon.losses import MSELoss, WeightedSum
 from aerecon.metrics import waveform_metrics
 from aerecon.models.layers import Checkpointed
 from aerecon.representation import Representation, RFFT
@@ -28,6 +28,7 @@ def check_latent(latent: int, input_length: int) -> None:
 class AutoencoderModule(L.LightningModule):
     encoder: nn.Module
     decoder: nn.Module
+    supports_bottleneck = False  # models with a [B, C, T] latent set this and build self.bottleneck
 
     def __init__(
         self,
@@ -36,13 +37,21 @@ class AutoencoderModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         gradient_checkpointing: bool = False,
+        loss: nn.Module | None = None,
+        bottleneck: Callable[..., nn.Module] | None = None,
     ):
         super().__init__()
         # Plain values only: the checkpoint stays loadable with weights_only=True. The full
         # resolved config (representation, optimizer, ...) rides in the checkpoint separately.
-        self.save_hyperparameters(ignore=["representation", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["representation", "optimizer", "scheduler", "loss", "bottleneck"],
+                                  logger=False)
+        if bottleneck is not None and not self.supports_bottleneck:
+            raise ConfigError(f"{type(self).__name__} has no [channels, frames] latent for a bottleneck: "
+                              f"use model=resconv with bottleneck=vq or bottleneck=vae")
+        self.bottleneck: nn.Module | None = None  # set by a subclass (an nn.Module attribute, not a class one)
         self.input_length = input_length
         self.representation = representation or RFFT()
+        self.loss = loss or WeightedSum({"mse": MSELoss()})
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5))
         self.scheduler_factory = scheduler
         self.gradient_checkpointing = gradient_checkpointing
@@ -54,35 +63,53 @@ class AutoencoderModule(L.LightningModule):
             if isinstance(module, Checkpointed):
                 module.enabled = self.gradient_checkpointing
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Representation-domain reconstruction of representation-domain input [B, 1, n]."""
+    def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(representation-domain reconstruction of x [B, 1, n], the bottleneck's loss terms)."""
         weight = next(self.parameters(), None)  # in the weights' dtype: 16-true models hold fp16 weights
-        return self.decoder(self.encoder(x if weight is None else x.to(weight.dtype)))
+        z = self.encoder(x if weight is None else x.to(weight.dtype))
+        terms = {}
+        if self.bottleneck is not None:
+            z, terms = self.bottleneck(z)
+        return self.decoder(z), terms
 
-    def _reconstruct(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencode(x)[0]
+
+    def _reconstruct(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         # FFTs and the loss stay in fp32 whatever the trainer's precision.
         with torch.autocast(self.device.type, enabled=False):
             target = self.representation.encode(wave.float())
-        output = self(target).float()
-        return target, output
+        output, terms = self.autoencode(target)
+        return target, output.float(), terms
 
     def reconstruct(self, wave: torch.Tensor) -> torch.Tensor:
         """Waveform segments [B, 1, n] in, their reconstructions (waveforms, fp32) out."""
-        _, output = self._reconstruct(wave)
+        _, output, _ = self._reconstruct(wave)
         with torch.autocast(self.device.type, enabled=False):
             return self.representation.decode(output)
 
-    def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        target, output = self._reconstruct(wave)
-        loss = F.mse_loss(output, target)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(wave))
-        return loss
-
-    def _evaluate(self, wave: torch.Tensor, stage: str) -> None:
-        target, output = self._reconstruct(wave)
-        self.log(f"{stage}/loss", F.mse_loss(output, target), on_epoch=True, prog_bar=True, batch_size=len(wave))
+    def _loss(self, wave: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total loss, waveform reconstruction); logs every term as {stage}/loss/<name>."""
+        target, output, latent_terms = self._reconstruct(wave)
         with torch.autocast(self.device.type, enabled=False):
             reconstruction = self.representation.decode(output)
+            terms = self.loss(output, target, reconstruction, wave.float())
+        total = terms.pop("total")
+        if latent_terms:
+            total = total + latent_terms.pop("total")
+            terms.update({f"{type(self.bottleneck).__name__.lower()}/{k}": v for k, v in latent_terms.items()})
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", total, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(wave))
+        if len(terms) > 1 or latent_terms:
+            self.log_dict({f"{stage}/loss/{k}": v.detach() for k, v in terms.items()}, on_step=on_step,
+                          on_epoch=True, batch_size=len(wave))
+        return total, reconstruction
+
+    def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self._loss(wave, "train")[0]
+
+    def _evaluate(self, wave: torch.Tensor, stage: str) -> None:
+        _, reconstruction = self._loss(wave, stage)
         metrics = self.metrics[stage]
         metrics.update(reconstruction, wave.float())
         self.log_dict(metrics, on_epoch=True, batch_size=len(wave))

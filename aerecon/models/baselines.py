@@ -47,8 +47,8 @@ class SpectralBaseline(AutoencoderModule):
         out[..., self.kept] = z
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+    def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return self.decode(self.encode(x)), {}
 
     def configure_optimizers(self):
         return torch.optim.SGD([self.progress], lr=0.0)

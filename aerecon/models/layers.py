@@ -24,3 +24,38 @@ class Checkpointed(nn.Sequential):
         if self.enabled and torch.is_grad_enabled():
             return checkpoint(super().forward, x, use_reentrant=False)
         return super().forward(x)
+
+
+class Snake(nn.Module):
+    """x + sin^2(alpha x) / alpha, alpha learned per channel: a periodic-friendly activation (DAC, BigVGAN)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.sin(self.alpha * x).square() / (self.alpha + 1e-9)
+
+
+def activation(name: str, channels: int) -> nn.Module:
+    """snake (best for audio, about 2x the time of elu on CPU), elu or leaky_relu."""
+    if name == "snake":
+        return Snake(channels)
+    if name in ("elu", "leaky_relu"):
+        return nn.ELU() if name == "elu" else nn.LeakyReLU(0.1)
+    raise ValueError(f"activation {name!r}: use snake, elu or leaky_relu")
+
+
+class ResidualUnit(nn.Module):
+    """x + conv1x1(act(dilated conv(act(x)))): length-preserving, receptive field 1 + (kernel-1) * dilation."""
+
+    def __init__(self, channels: int, dilation: int, kernel_size: int = 7, act: str = "snake"):
+        super().__init__()
+        self.block = nn.Sequential(
+            activation(act, channels), nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+                                                 padding=(kernel_size - 1) * dilation // 2),
+            activation(act, channels), nn.Conv1d(channels, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
