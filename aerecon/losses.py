@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerecon.errors import ConfigError
+
 
 class MSELoss(nn.Module):
     """Mean squared error in the representation domain (the thesis's loss).
@@ -72,7 +74,8 @@ class WeightedSum(nn.Module):
         weights = dict(weights or {})
         unknown = set(weights) - set(terms)
         if unknown:
-            raise ValueError(f"loss.weights names {sorted(unknown)}, which are not among the terms {sorted(terms)}")
+            raise ConfigError(f"loss.weights names {sorted(unknown)}, which are not among the terms {sorted(terms)}; "
+                              f"e.g. loss=mse_stft loss.weights.stft=0.1")
         self.terms = nn.ModuleDict(terms)
         self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
 

@@ -228,3 +228,18 @@ def test_demo_never_renders_over_a_folder_of_other_files(tmp_path):
     with pytest.raises(DataError, match="not a demo dataset"):
         ensure_demo_dataset(music, num_songs=2, seconds=1.0, sample_rate=8000, seed=0)
     assert [p.name for p in music.iterdir()] == ["mine.wav"]
+
+
+def test_split_by_folders_follows_the_top_folder():
+    assert assign_split("train/a/song.ogg", "folders") == "train"
+    assert assign_split("val/song.wav", "folders") == "val"
+    assert assign_split("test/x.flac", "folders") == "test"
+    with pytest.raises(DataError, match="train/, val/ or test/"):
+        assign_split("song.wav", "folders")
+    with pytest.raises(DataError, match="extra/song.wav"):
+        assign_split("extra/song.wav", "folders")
+
+
+def test_split_folders_is_the_only_named_split(tmp_path):
+    with pytest.raises(ConfigError, match="folders"):
+        AudioDataModule(root=str(tmp_path), cache_dir=str(tmp_path / "c"), split="by_name")

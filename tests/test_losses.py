@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from aerecon.errors import ConfigError
 from aerecon.losses import MSELoss, MultiResolutionSTFTLoss, WeightedSum
 
 RATE = 4410
@@ -50,5 +51,5 @@ def test_weighted_sum_weighs_terms_and_names_their_parts():
     assert set(terms) == {"total", "mse", "stft", "stft/sc", "stft/log_mag"}
     assert terms["total"].item() == pytest.approx(2.0 * terms["mse"].item() + 0.5 * stft["total"].item(), rel=1e-5)
     assert terms["stft/sc"] == pytest.approx(stft["sc"])
-    with pytest.raises(ValueError, match="stfft"):
+    with pytest.raises(ConfigError, match="stfft"):
         WeightedSum({"mse": MSELoss()}, {"stfft": 1.0})

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerecon.errors import ConfigError
+
 
 class VectorQuantizer(nn.Module):
     """VQ-VAE bottleneck: each latent frame (a C-vector) becomes its nearest of `codebook_size` codes.
@@ -24,7 +26,7 @@ class VectorQuantizer(nn.Module):
                  decay: float = 0.99, dead_threshold: float = 0.01, eps: float = 1e-5):
         super().__init__()
         if update not in ("ema", "loss"):
-            raise ValueError(f"model.bottleneck.update={update!r}: use ema or loss")
+            raise ConfigError(f"model.bottleneck.update={update}: use ema or loss")
         self.codebook_size, self.beta, self.update, self.decay = codebook_size, beta, update, decay
         self.dead_threshold, self.eps = dead_threshold, eps
         codebook = torch.randn(codebook_size, channels) * 0.01

@@ -4,6 +4,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from aerecon.errors import ConfigError
+
 
 def dense_stack(widths: list[int], last_activation: bool) -> nn.Sequential:
     """Linear layers through `widths`, ReLU after each (after the last only if asked)."""
@@ -43,7 +45,7 @@ def activation(name: str, channels: int) -> nn.Module:
         return Snake(channels)
     if name in ("elu", "leaky_relu"):
         return nn.ELU() if name == "elu" else nn.LeakyReLU(0.1)
-    raise ValueError(f"activation {name!r}: use snake, elu or leaky_relu")
+    raise ConfigError(f"model.activation={name}: use snake, elu or leaky_relu")
 
 
 class ResidualUnit(nn.Module):
