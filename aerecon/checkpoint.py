@@ -1,10 +1,26 @@
 """Reading aerecon checkpoints safely (weights_only) without loading all their tensors."""
 
 from pathlib import Path
+from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from aerecon.errors import ConfigError
+from aerecon.files import atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: the file is written beside its target, fsynced
+    and renamed over it, so a kill or a failing write mid-save leaves the previous checkpoint whole
+    (Lightning's own writer streams into the target itself)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def load_checkpoint_config(path: str | Path) -> dict:

@@ -20,6 +20,10 @@ class ConfigError(AereconError):
     """A config value that cannot work; the message names the key and a valid example."""
 
 
+class NumericalError(AereconError):
+    """Training diverged (a NaN or Inf loss); the message names where and what to change."""
+
+
 def user_error(error: BaseException) -> AereconError | None:
     """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
     while error is not None:

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon.callbacks import BestMetrics, StoreConfig
-from aerecon.checkpoint import load_checkpoint_config
+from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
 from aerecon import CONF_DIR
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.files import atomic_write
@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict:
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [best, StoreConfig(config)]
     logger = instantiate(cfg.logger)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     logger.log_hyperparams(config)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

@@ -118,7 +118,8 @@ def benchmark(name: str, overrides: list[str], data_root: Path, out: Path, minut
     run(["-m", "aerecon.train", *train_overrides], job / "train.log")
     train_seconds = time.time() - start
     results = json.loads((job / "results.json").read_text())
-    plan = subprocess.run([sys.executable, "-m", "aerecon.plan", *train_overrides[:-1]], capture_output=True, text=True)
+    plan = subprocess.run([sys.executable, "-m", "aerecon.plan", *train_overrides[:-1], f"hydra.run.dir={job / 'plan'}"],
+                          capture_output=True, text=True)
     planned = next((float(line.split()[-2]) for line in plan.stdout.splitlines()
                     if line.strip().startswith("total")), float("nan"))
     scores = {}

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from aerecon.config import compose_train
 from aerecon.plan import GIB, plan_memory
 
-DEFAULT = ["demo:fc", "demo:conv", "thesis_fc_8gb:fc", "thesis_conv_8gb:conv", "thesis_fc:fc", "thesis_conv:conv"]
+DEFAULT = ["demo:fc", "demo:conv", "thesis_fc_8gb:fc", "thesis_conv_8gb:conv", "thesis_fc:fc", "thesis_conv:conv",
+           "best:resconv"]
 
 
 def measure(cfg, steps: int) -> tuple[float, str]:

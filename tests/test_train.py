@@ -5,8 +5,8 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aerecon.checkpoint import load_checkpoint_config
-from aerecon.errors import ConfigError
+from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
+from aerecon.errors import ConfigError, NumericalError
 from aerecon.train import train
 
 
@@ -112,3 +112,59 @@ def test_precision_and_gradient_checkpointing_options_train(make_cfg):
                    "trainer.max_epochs=1", "test=false")
     results = train(cfg)
     assert torch.isfinite(torch.tensor(results["best"]["val/snr_db"]))
+
+
+def test_a_nan_loss_stops_with_where_and_remedies_and_keeps_the_last_good_checkpoint(make_cfg, monkeypatch):
+    import aerecon.losses
+    from aerecon.models import AutoencoderModule
+
+    poisoned = {"on": False}
+    real_mse = aerecon.losses.F.mse_loss
+
+    def mse(a, b):  # NaN from epoch 1 on, in training only
+        loss = real_mse(a, b)
+        return loss * float("nan") if poisoned["on"] and torch.is_grad_enabled() else loss
+
+    def on_train_epoch_start(module):
+        poisoned["on"] = module.current_epoch >= 1
+
+    monkeypatch.setattr(aerecon.losses.F, "mse_loss", mse)
+    monkeypatch.setattr(AutoencoderModule, "on_train_epoch_start", on_train_epoch_start)
+    cfg = make_cfg("model=fc", "trainer.max_epochs=3")
+    with pytest.raises(NumericalError) as info:
+        train(cfg)
+    message = str(info.value)
+    last = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
+    assert "loss became nan at epoch 1, step" in message
+    assert "optimizer.lr is 0.0001" in message and "trainer.gradient_clip_val" in message
+    assert f"The last good checkpoint is kept: {last}" in message
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def test_a_failing_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+
+    class FailsMidWrite:  # pickled after the tensor: the write has begun when it fails
+        def __reduce__(self):
+            raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"epoch": 2, "w": torch.zeros(100_000), "z": FailsMidWrite()}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_training_writes_its_checkpoints_atomically(make_cfg, monkeypatch):
+    import aerecon.checkpoint
+
+    written = []
+    real = aerecon.checkpoint.atomic_write
+    monkeypatch.setattr(aerecon.checkpoint, "atomic_write", lambda target, write: (written.append(target), real(target, write)))
+    cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
+    results = train(cfg)
+    assert Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt" in written
+    assert Path(results["best_checkpoint"]) in written

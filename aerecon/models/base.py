@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.errors import ConfigError, NumericalError
 from aerecon.losses import MSELoss, WeightedSum
 from aerecon.metrics import waveform_metrics
 from aerecon.models.layers import Checkpointed
@@ -106,7 +106,25 @@ class AutoencoderModule(L.LightningModule):
         return total, reconstruction
 
     def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        return self._loss(wave, "train")[0]
+        loss = self._loss(wave, "train")[0]
+        if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
+            self._diverged(loss)
+        return loss
+
+    def _diverged(self, loss: torch.Tensor) -> None:
+        trainer = self._trainer
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer else ""
+        precision = str(trainer.precision) if trainer else "32-true"
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")  # hydra's partial optimizer
+        remedies = [f"a lower learning rate (optimizer.lr{f' is {lr:g}' if lr else ''})",
+                    "gradient clipping (trainer.gradient_clip_val=1.0)"]
+        if precision != "32-true":
+            remedies.append(f"full precision (trainer.precision=32-true instead of {precision})")
+        raise NumericalError(
+            f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
+            f"Try {', '.join(remedies)}. "
+            + (f"The last good checkpoint is kept: {last}" if last else "No checkpoint had been saved yet.")
+        )
 
     def _evaluate(self, wave: torch.Tensor, stage: str) -> None:
         _, reconstruction = self._loss(wave, stage)
