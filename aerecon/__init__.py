@@ -21,3 +21,5 @@ OmegaConf.register_new_resolver("samples", segment_samples, replace=True)
 # `${cwd:}`: where the command was started (Hydra does not chdir); usable before a job exists,
 # unlike `${hydra:runtime.cwd}`, e.g. in the sweep folder's path.
 OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+# `${pid:}`: in run and sweep folder names, so two runs started in the same second never share one.
+OmegaConf.register_new_resolver("pid", os.getpid, replace=True)

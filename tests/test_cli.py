@@ -52,3 +52,30 @@ def test_eval_and_report_console_scripts(tmp_path):
     assert "split: test" in result.stdout and "overlap: 0.5" in result.stdout
     result = subprocess.run([str(bin_dir / "aerecon-report"), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "multirun folder" in result.stdout
+
+
+def test_concurrent_runs_build_the_cache_once_and_never_share_a_folder(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 1), ("test", 1)):
+        (root / split).mkdir(parents=True)
+        for i in range(count):
+            sf.write(root / split / f"{split}{i}.wav", rng.uniform(-0.5, 0.5, 4 * 8000).astype("float32"), 8000)
+    args = ["data=folder", f"data.root={root}", "data.split=folders", f"paths.cache_dir={tmp_path / 'cache'}",
+            "data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
+            "trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
+            "callbacks.reconstruction_preview=null", "model=fc", "model.hidden=[16]", "model.latent=8", "test=false"]
+    jobs = [subprocess.Popen([sys.executable, "-m", "aerecon.train", *args], cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [job.communicate(timeout=600)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    decoded = sorted(int(line.split("Decoded ")[1].split()[0]) for out in outputs for line in out.splitlines()
+                     if "Decoded " in line)
+    assert decoded in ([0, 5], [5])  # one process decoded all five; the other waited, then read them
+    cache = list((tmp_path / "cache").rglob("*"))
+    assert len([p for p in cache if p.suffix == ".npy"]) == 5 and not [p for p in cache if p.suffix == ".tmp"]
+    runs = list((tmp_path / "logs/train/runs").iterdir())
+    assert len(runs) == 2 and all((run / "checkpoints/last.ckpt").is_file() for run in runs)

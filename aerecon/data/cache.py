@@ -6,6 +6,7 @@ entry appears only complete: it is written to a temporary file, fsynced, then re
 """
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from aerecon.audio import load_audio
 from aerecon.errors import AudioError
 from aerecon.files import atomic_write
 
+log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when decoding or resampling changes what an entry contains
 
 
@@ -50,7 +52,8 @@ class WaveformCache:
                 continue
             (songs if entry.exists() else todo).append((source, entry))
         if todo:
-            with FileLock(str(self.dir / ".lock")):
+            decoded = 0
+            with FileLock(str(self.dir / ".lock")):  # concurrent runs (a sweep's jobs) build it once
                 for source, entry in tqdm(todo, desc=f"Caching audio at {self.sample_rate} Hz", unit="file"):
                     if entry.exists():  # another process built it while we waited for the lock
                         songs.append((source, entry))
@@ -59,8 +62,10 @@ class WaveformCache:
                         waveform = load_audio(source, self.sample_rate)
                         atomic_write(entry, lambda f: np.save(f, waveform))
                         songs.append((source, entry))
+                        decoded += 1
                     except AudioError as error:
                         skipped[source] = str(error).removeprefix(f"{source}: ")
+            log.info("Decoded %d of %d files into the cache %s", decoded, len(sources), self.dir)
         cached = [
             CachedSong(source, source.relative_to(root).as_posix(), entry, len(np.load(entry, mmap_mode="r")))
             for source, entry in sorted(songs)
