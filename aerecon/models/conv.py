@@ -15,6 +15,11 @@ def conv_lengths(length: int, depth: int, kernel_size: int, stride: int, padding
     return lengths
 
 
+def output_padding(target: int, length: int, kernel_size: int, stride: int, padding: int) -> int:
+    """The ConvTranspose1d output padding that turns `length` frames back into `target` samples."""
+    return target - ((length - 1) * stride - 2 * padding + kernel_size)
+
+
 class ConvAutoencoder(AutoencoderModule):
     """Conv1d stack -> dense bottleneck -> mirrored ConvTranspose1d stack.
 
@@ -40,9 +45,9 @@ class ConvAutoencoder(AutoencoderModule):
         for i in range(len(channels)):
             down += [nn.Conv1d(chans[i], chans[i + 1], kernel_size, stride, padding), nn.ReLU()]
         for i in reversed(range(len(channels))):
-            restored = (lengths[i + 1] - 1) * stride - 2 * padding + kernel_size
             up.append(nn.ConvTranspose1d(chans[i + 1], chans[i], kernel_size, stride, padding,
-                                         output_padding=lengths[i] - restored))
+                                         output_padding=output_padding(lengths[i], lengths[i + 1], kernel_size,
+                                                                       stride, padding)))
             if i > 0:
                 up.append(nn.ReLU())
         self.encoder = nn.Sequential(

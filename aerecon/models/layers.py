@@ -40,7 +40,7 @@ class Snake(nn.Module):
 
 
 def activation(name: str, channels: int) -> nn.Module:
-    """snake (best for audio, about 2x the time of elu on CPU), elu or leaky_relu."""
+    """snake (periodic-friendly, about 2x the time of elu on CPU), elu or leaky_relu."""
     if name == "snake":
         return Snake(channels)
     if name in ("elu", "leaky_relu"):

@@ -7,7 +7,7 @@ from torch import nn
 
 from aerecon.errors import ConfigError
 from aerecon.models.base import AutoencoderModule, check_latent
-from aerecon.models.conv import conv_lengths
+from aerecon.models.conv import conv_lengths, output_padding
 from aerecon.models.layers import Checkpointed, ResidualUnit
 from aerecon.models.layers import activation as activation_layer
 
@@ -68,9 +68,9 @@ class ResConvAutoencoder(AutoencoderModule):
                      nn.Conv1d(channels[i], channels[i + 1], 2 * s, s, math.ceil(s / 2))]
         for i in reversed(range(len(strides))):
             s, p = strides[i], math.ceil(strides[i] / 2)
-            restored = (lengths[i + 1] - 1) * s - 2 * p + 2 * s
             up += [act(channels[i + 1]),
-                   nn.ConvTranspose1d(channels[i + 1], channels[i], 2 * s, s, p, output_padding=lengths[i] - restored),
+                   nn.ConvTranspose1d(channels[i + 1], channels[i], 2 * s, s, p,
+                                      output_padding=output_padding(lengths[i], lengths[i + 1], 2 * s, s, p)),
                    *units(channels[i])]
         self.encoder = nn.Sequential(
             Checkpointed(*down, *units(channels[-1])), act(channels[-1]), nn.Conv1d(channels[-1], latent_channels, fit)
