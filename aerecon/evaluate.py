@@ -56,6 +56,7 @@ def data_config(cfg: DictConfig, saved: dict) -> dict:
             data = {k: v for k, v in data.items() if k not in DEMO_ONLY}
             data["_target_"] = f"{AudioDataModule.__module__}.{AudioDataModule.__name__}"
     data.update({key: stored[key] for key in FIXED_BY_MODEL})
+    data["report"] = str(Path(cfg.paths.run_dir) / "data_report.tsv")  # this evaluation's, not the training run's
     return data
 
 

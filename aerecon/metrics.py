@@ -5,7 +5,6 @@ import math
 
 import torch
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
-from torchmetrics.audio import SignalNoiseRatio
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio, signal_noise_ratio
 
 from aerecon.losses import MultiResolutionSTFTLoss
@@ -14,14 +13,43 @@ from aerecon.losses import MultiResolutionSTFTLoss
 BANDS = {"low": (0.0, 250.0), "mid": (250.0, 1000.0), "high": (1000.0, math.inf)}
 
 
+class SegmentSNR(Metric):
+    """SNR in dB per segment (as torchmetrics computes it), averaged over the segments whose
+    reference is audible.
+
+    A silent reference has no meaningful SNR: torchmetrics' epsilon turns it into -60 dB or
+    less, which would drag the average down for reasons unrelated to the model. Segments whose
+    reference's mean power is below `silence_db` dBFS are left out; if every segment was
+    silent, the result is 0 dB (no information), never NaN.
+    """
+
+    full_state_update = False
+
+    def __init__(self, silence_db: float = -90.0, **kwargs):
+        super().__init__(**kwargs)
+        self.threshold = 10 ** (silence_db / 10)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        preds, target = preds.reshape(len(preds), -1), target.reshape(len(target), -1)
+        audible = target.double().square().mean(dim=1) >= self.threshold
+        if audible.any():
+            self.total += signal_noise_ratio(preds[audible], target[audible]).double().sum()
+            self.count += audible.sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count if self.count else torch.zeros((), dtype=torch.float64)
+
+
 def waveform_metrics(stage: str) -> MetricCollection:
-    """MSE, MAE and RMSE over all samples; SNR in dB per segment, averaged."""
+    """MSE, MAE and RMSE over all samples; SNR in dB per audible segment, averaged."""
     return MetricCollection(
         {
             "mse": MeanSquaredError(),
             "mae": MeanAbsoluteError(),
             "rmse": MeanSquaredError(squared=False),
-            "snr_db": SignalNoiseRatio(),
+            "snr_db": SegmentSNR(),
         },
         prefix=f"{stage}/",
     )

@@ -163,3 +163,20 @@ def test_every_song_sample_gets_the_full_window_sum_even_at_the_ends(options):
         covered[start + stitcher.segment : start + 2 * stitcher.segment] += stitcher.window
     song = covered[stitcher.segment : stitcher.segment + length]
     assert torch.allclose(song, song.mean().expand_as(song), atol=1e-9)
+
+
+def test_segment_snr_leaves_out_silent_references_and_is_never_nan():
+    from torchmetrics.functional.audio import signal_noise_ratio
+
+    from aerecon.metrics import SegmentSNR
+
+    ref = torch.stack([tone(220)[:500], tone(330)[:500], torch.zeros(500)]).unsqueeze(1)
+    rec = ref + 0.01 * torch.randn_like(ref)
+    metric = SegmentSNR()
+    metric.update(rec, ref)
+    audible = signal_noise_ratio(rec[:2], ref[:2]).mean()
+    assert float(metric.compute()) == pytest.approx(float(audible), rel=1e-5)  # the silent one is left out
+    assert float(signal_noise_ratio(rec, ref).mean()) < float(audible) - 20  # what it would have dragged in
+    only_silence = SegmentSNR()
+    only_silence.update(torch.randn(2, 1, 100), torch.zeros(2, 1, 100))
+    assert float(only_silence.compute()) == 0.0

@@ -14,7 +14,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from aerecon.audio import load_audio
+from aerecon.audio import broken_link, load_audio
 from aerecon.errors import AudioError
 from aerecon.files import atomic_write
 
@@ -48,7 +48,7 @@ class WaveformCache:
             try:
                 entry = self.entry(source)
             except OSError as error:
-                skipped[source] = f"cannot read ({error.strerror})"
+                skipped[source] = broken_link(source) or f"cannot read ({error.strerror})"
                 continue
             (songs if entry.exists() else todo).append((source, entry))
         if todo:

@@ -18,6 +18,7 @@ from aerecon.audio import AUDIO_EXTENSIONS, find_audio
 from aerecon.data.cache import CachedSong, WaveformCache
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.errors import ConfigError, DataError
+from aerecon.files import atomic_write
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -115,6 +116,7 @@ class AudioDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         num_workers: int = 0,
         jitter: float = 0.0,
+        report: str | None = None,
     ):
         super().__init__()
         if root is None or not str(root):
@@ -145,6 +147,7 @@ class AudioDataModule(L.LightningDataModule):
         self.datasets: dict[str, SegmentDataset] = {}
         self._all_songs: list[CachedSong] | None = None
         self.skipped: dict[str, str] = {}  # unusable files and why, once scanned
+        self.report = Path(report).expanduser() if report else None
 
     def _sources(self) -> list[Path]:
         if not self.root.is_dir():
@@ -162,10 +165,30 @@ class AudioDataModule(L.LightningDataModule):
             self.skipped = {str(source): reason for source, reason in skipped.items()}
             for source, reason in skipped.items():
                 log.warning("Skipping %s: %s", source, reason)
+            self._report(songs)
             if not songs:
-                raise DataError(f"None of the {len(skipped)} audio files under {self.root} could be used")
+                raise DataError(f"None of the {len(skipped)} audio files under {self.root} could be used"
+                                + (f"; why each was skipped: {self.report}" if self.report else ""))
             self._all_songs = songs
         return self._all_songs
+
+    def _report(self, songs: list[CachedSong]) -> None:
+        """Logs a one-line summary of the scan and writes every file's fate to `self.report` (TSV)."""
+        short = {s for s in songs if s.num_samples < self.segment_samples}
+        seconds = sum(s.num_samples for s in songs) / self.sample_rate
+        segment = self.segment_samples / self.sample_rate
+        log.info("Audio under %s: %d files used (%.1f min), %d of them shorter than one %g s segment "
+                 "(evaluated, not trained on), %d skipped%s", self.root, len(songs), seconds / 60, len(short),
+                 segment, len(self.skipped), f"; report: {self.report}" if self.report else "")
+        if self.report is None:
+            return
+        rows = [("status", "seconds", "file", "reason")]
+        rows += [("short" if s in short else "used", f"{s.num_samples / self.sample_rate:.3f}", str(s.source),
+                  f"shorter than one {segment:g} s segment" if s in short else "") for s in songs]
+        rows += [("skipped", "", source, reason) for source, reason in self.skipped.items()]
+        text = "".join("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n" for row in rows)
+        self.report.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.report, lambda f: f.write(text.encode()))
 
     def prepare_data(self) -> None:
         self._cached_songs()
