@@ -1,16 +1,23 @@
 """Lightning callbacks aerecon adds to every run."""
 
+import logging
 import resource
+import signal
+import threading
 import time
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from aerecon.errors import ConfigError
+from aerecon.errors import ConfigError, Stopped
 from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.stitch import Stitcher
+
+log = logging.getLogger(__name__)
 
 
 class StoreConfig(L.Callback):
@@ -21,6 +28,99 @@ class StoreConfig(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["aerecon"] = {"config": self.config}
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose last.ckpt is rewritten after every validation, so a killed run resumes
+    from its latest epoch. (Lightning 2.6 rewrites last.ckpt only when a top-k checkpoint was saved
+    at the same step, i.e. when the monitored metric improved.)"""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # top-k, and last.ckpt if that saved one
+        self._last_unless_saved(trainer, at_epoch_end=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._last_unless_saved(trainer, at_epoch_end=False)
+
+    def _last_unless_saved(self, trainer: L.Trainer, at_epoch_end: bool) -> None:
+        # the moment Lightning chose for this run's saves, unless it has saved at this step already
+        if self._should_save_on_train_epoch_end(trainer) == at_epoch_end and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class RNGState(L.Callback):
+    """Saves torch's global RNG states (CPU and CUDA) in checkpoints and restores them on resume,
+    so models that draw random numbers while training (VAE sampling, VQ restarts, dropout)
+    continue exactly as an uninterrupted run would."""
+
+    def state_dict(self) -> dict:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["cpu"])
+        if "cuda" in state_dict and torch.cuda.is_available() and len(state_dict["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class GracefulStop(L.Callback):
+    """SIGINT (Ctrl+C) or SIGTERM (a scheduler's stop): finish the current training batch, save
+    last.ckpt there (resumable mid-epoch), and stop with a message saying how to resume.
+
+    A second SIGINT stops at once, as Ctrl+C usually does; last.ckpt is then the previous one.
+    Outside fit (caching, testing) the signals keep their usual meaning.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, resume_command: str = "aerecon-train ckpt_path={ckpt}"):
+        self.resume_command = resume_command
+        self.received: signal.Signals | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            self._restore()
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+        log.warning("%s received: stopping after this batch, with last.ckpt saved (Ctrl+C again stops at once)",
+                    self.received.name)
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        # after Lightning registered its own SIGTERM handler, which this one stands in for until fit ends
+        self.received = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.received is None:
+            return
+        callback = trainer.checkpoint_callback
+        directory = Path(callback.dirpath) if callback and callback.dirpath else Path(trainer.default_root_dir)
+        last = directory / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        trainer.save_checkpoint(last)
+        for logger in trainer.loggers:
+            logger.finalize("interrupted")
+        raise Stopped(
+            f"{self.received.name} at epoch {trainer.current_epoch}, batch {batch_idx + 1} of "
+            f"{trainer.num_training_batches} (step {trainer.global_step}); saved {last}. "
+            f"Resume with: {self.resume_command.replace('{ckpt}', str(last))}",
+            self.received.value,
+        )
 
 
 class BestMetrics(L.Callback):
@@ -61,6 +161,9 @@ class EpochPerf(L.Callback):
     perf/peak_cuda_gb is the epoch's peak of allocated CUDA memory (the figure an 8 GB card
     cares about); perf/peak_rss_gb is the process's peak resident memory since it started.
     """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts there, not at an epoch start
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start = time.perf_counter()

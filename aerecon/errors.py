@@ -1,11 +1,14 @@
 """Errors a user can cause. Entry points print their message instead of a traceback."""
 
+import signal
 import sys
 from contextlib import contextmanager
 
 
 class AereconError(Exception):
     """A problem with the user's input (config, paths, files) that they can fix."""
+
+    label, exit_code = "error", 2  # what the entry point prints before the message, and exits with
 
 
 class AudioError(AereconError):
@@ -24,6 +27,16 @@ class NumericalError(AereconError):
     """Training diverged (a NaN or Inf loss); the message names where and what to change."""
 
 
+class Stopped(AereconError):
+    """The user (or a scheduler) stopped the run with a signal; the message says how to resume."""
+
+    label = "stopped"
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
 def user_error(error: BaseException) -> AereconError | None:
     """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
     while error is not None:
@@ -35,11 +48,16 @@ def user_error(error: BaseException) -> AereconError | None:
 
 @contextmanager
 def exit_on_user_error():
-    """In an entry point: a user's mistake prints one `aerecon: error: ...` line and exits 2."""
+    """In an entry point: a user's mistake prints one `aerecon: error: ...` line and exits 2;
+    a stop by signal prints `aerecon: stopped: ...` and exits 128 + the signal's number."""
     try:
         yield
+    except KeyboardInterrupt:  # Ctrl+C outside training (scanning, caching): every file written is whole
+        print("aerecon: stopped: interrupted before training began (files written so far are complete)",
+              file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except Exception as error:
         if (found := user_error(error)) is None:
             raise
-        print(f"aerecon: error: {found}", file=sys.stderr)
-        sys.exit(2)
+        print(f"aerecon: {found.label}: {found}", file=sys.stderr)
+        sys.exit(found.exit_code)

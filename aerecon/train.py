@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon.callbacks import BestMetrics, StoreConfig
+from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
 from aerecon import CONF_DIR
 from aerecon.errors import ConfigError, exit_on_user_error
@@ -64,12 +64,14 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate(cfg.model)
     check_budget(cfg, model)  # before any training: a run that cannot fit the card stops here
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [best, StoreConfig(config)]
+    resume = " ".join(["aerecon-train", *config["overrides"], "ckpt_path={ckpt}"])
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks += [best, StoreConfig(config), RNGState(), GracefulStop(resume)]
     logger = instantiate(cfg.logger)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     logger.log_hyperparams(config)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
 
     results = {
         "model": cfg.model_name,
@@ -83,7 +85,7 @@ def train(cfg: DictConfig) -> dict:
     }
     if cfg.test and not trainer.interrupted:
         if len(datamodule.datasets["test"]):
-            results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path="best")[0]
+            results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path="best", weights_only=True)[0]
         else:
             log.warning("The test split is empty; skipping the test (adjust data.split to have one)")
     atomic_write(run_dir / RESULTS, lambda f: f.write(json.dumps(results, indent=2).encode()))

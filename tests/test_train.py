@@ -60,15 +60,20 @@ def test_resume_is_exact(make_cfg, tmp_path):
     assert results["run_dir"] == str(tmp_path / "split")
     assert not (tmp_path / "elsewhere" / "checkpoints").exists()
 
-    a = scalars(tmp_path / "straight/tensorboard", "val/loss")
-    b = scalars(tmp_path / "split/tensorboard", "val/loss")  # one continuous curve in the same run
-    assert [s for s, _ in a] == [s for s, _ in b] and len(a) == 4
-    assert [v for _, v in a] == pytest.approx([v for _, v in b], rel=1e-6, abs=1e-9)
-    assert a[0][1] != pytest.approx(a[3][1], rel=1e-3)  # it actually trained
+    assert_same_run(tmp_path / "straight", tmp_path / "split", epochs=4)
 
-    end_a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
-    end_b = torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)
-    assert end_a["epoch"] == end_b["epoch"] == 3 and end_a["global_step"] == end_b["global_step"]
+
+def assert_same_run(straight: Path, resumed: Path, epochs: int) -> None:
+    """The resumed run's folder ends as the uninterrupted one's: val/loss curve, weights, optimizer, callbacks."""
+    a = scalars(straight / "tensorboard", "val/loss")
+    b = scalars(resumed / "tensorboard", "val/loss")  # one continuous curve in the same run
+    assert [s for s, _ in a] == [s for s, _ in b] and len(a) == epochs
+    assert [v for _, v in a] == pytest.approx([v for _, v in b], rel=1e-6, abs=1e-9)
+    assert a[0][1] != pytest.approx(a[-1][1], rel=1e-4)  # it actually trained
+
+    end_a = torch.load(straight / "checkpoints/last.ckpt", weights_only=True)
+    end_b = torch.load(resumed / "checkpoints/last.ckpt", weights_only=True)
+    assert end_a["epoch"] == end_b["epoch"] == epochs - 1 and end_a["global_step"] == end_b["global_step"]
     for key, tensor in end_a["state_dict"].items():
         torch.testing.assert_close(tensor, end_b["state_dict"][key], rtol=1e-6, atol=1e-8)
     state_a, state_b = end_a["optimizer_states"][0]["state"], end_b["optimizer_states"][0]["state"]

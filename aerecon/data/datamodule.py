@@ -6,11 +6,14 @@ on its device, so the loader stays cheap and the cache representation-agnostic.
 
 import hashlib
 import logging
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from aerecon import segment_samples
@@ -86,13 +89,18 @@ class EpochShuffleSampler(Sampler[int]):
     Lightning calls `set_epoch` before every epoch, so a run resumed at epoch k sees exactly
     the order (and jitter) an uninterrupted run would, whatever the global RNG state is.
     With `with_epoch`, it yields (index, epoch) keys for SegmentDataset's jitter.
+    `resume(epoch, done)` makes that epoch's next pass start after its first `done` indices.
     """
 
     def __init__(self, size: int, seed: int, with_epoch: bool = False):
         self.size, self.seed, self.epoch, self.with_epoch = size, seed, 0, with_epoch
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, done: int) -> None:
+        self._resume = (epoch, done)
 
     def __len__(self) -> int:
         return self.size
@@ -100,7 +108,38 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
+        if self._resume is not None:
+            epoch, done = self._resume
+            self._resume = None
+            if epoch == self.epoch:
+                order = order[done:]
         return iter([(i, self.epoch) for i in order] if self.with_epoch else order)
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader, resumable mid-epoch (Lightning checkpoints it: it has a state_dict).
+
+    Its state is the epoch and how many batches of it training has finished (`progress()`, read
+    from the trainer when a checkpoint is saved); restored, the rest of that epoch comes in the
+    same order an uninterrupted run would have used.
+    """
+
+    def __init__(self, *args, progress: Callable[[], int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches": self.progress()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
+
+
+def _worker_init(worker_id: int) -> None:
+    # Ctrl+C reaches a loader's workers too; only the main process decides how to stop (GracefulStop).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pl_worker_init_function(worker_id)
 
 
 class AudioDataModule(L.LightningDataModule):
@@ -218,14 +257,19 @@ class AudioDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0) if shuffle else None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        options = dict(batch_size=self.batch_size, num_workers=self.num_workers,
+                       persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                       worker_init_fn=_worker_init,
+                       generator=torch.Generator().manual_seed(self.shuffle_seed))  # leaves the global RNG alone
+        if not shuffle:
+            return DataLoader(dataset, **options)
+        sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0)
+        return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, **options)
+
+    def _batches_done(self) -> int:
+        """Training batches finished in the current epoch (checkpoints are saved after a batch's hooks)."""
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

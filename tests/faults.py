@@ -1,0 +1,18 @@
+"""Fault injection for tests: a callback that signals its own process at a chosen batch.
+
+Used in-process (appended to cfg.callbacks) and in subprocesses (PYTHONPATH=tests,
+`+callbacks.fault={_target_: faults.SignalAt, ...}`)."""
+
+import os
+import signal
+
+import lightning as L
+
+
+class SignalAt(L.Callback):
+    def __init__(self, epoch: int, batch: int, name: str = "SIGTERM"):
+        self.epoch, self.batch, self.signum = epoch, batch, signal.Signals[name]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
