@@ -201,6 +201,14 @@ class ReconstructionPreview(L.Callback):
         self.stitch = dict(stitch or {})
         self.original_logged = False
 
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        segment = getattr(trainer.datamodule, "segment_samples", None)
+        if segment is not None:
+            try:  # here, before the first epoch, rather than at the first preview
+                Stitcher(segment, **self.stitch)
+            except ConfigError as error:
+                raise ConfigError(f"callbacks.reconstruction_preview.stitch: {error}") from None
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         epoch = trainer.current_epoch
         writer = tensorboard_writer(trainer)

@@ -41,10 +41,10 @@ def load_checkpoint_config(path: str | Path) -> dict:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode with the checkpoint's weights, the run's resolved config) from a checkpoint."""
-    from hydra.utils import instantiate  # here, so reading a config stays import-light
+    from aerecon.config import build  # here, so reading a config stays import-light
 
     config = load_checkpoint_config(path)
-    model = instantiate(config["model"])
+    model = build(config["model"])
     state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True, mmap=True)["state_dict"]
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -1,13 +1,27 @@
-"""conf/train.yaml composed outside a Hydra app (scripts, notebooks, tests)."""
+"""conf/train.yaml composed outside a Hydra app (scripts, notebooks, tests), and objects built from it."""
 
 from collections.abc import Iterable
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from aerecon import CONF_DIR
+from aerecon.errors import user_error
+
+
+def build(node, **kwargs):
+    """hydra's `instantiate`, except that a user's mistake (an AereconError raised by the
+    constructor, which hydra wraps) comes out as itself, for callers and tests to catch."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if (found := user_error(error)) is not None:
+            raise found from error
+        raise
 
 
 def compose_train(overrides: Iterable[str] = ()) -> DictConfig:

@@ -18,11 +18,11 @@ import numpy as np
 import soundfile as sf
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.audio import signal_noise_ratio
 
 from aerecon.checkpoint import load_model
+from aerecon.config import build
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import SPLITS, AudioDataModule
 from aerecon import CONF_DIR
@@ -144,7 +144,7 @@ def resolve_device(name: str) -> torch.device:
 def evaluate(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     model, saved = load_model(cfg.ckpt_path, device)
-    datamodule = instantiate(data_config(cfg, saved))
+    datamodule = build(data_config(cfg, saved))
     songs = select_songs(datamodule, cfg.split)
     rate, segment = datamodule.sample_rate, datamodule.segment_samples
     stitcher, butt_joiner = Stitcher(segment, **cfg.stitch), Stitcher(segment, "crossfade", overlap=0.0)

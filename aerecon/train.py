@@ -8,12 +8,12 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aerecon import CONF_DIR
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
-from aerecon import CONF_DIR
+from aerecon.config import build
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.files import atomic_write
 from aerecon.plan import check_budget
@@ -59,16 +59,17 @@ def train(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     config["overrides"] = [o for o in overrides if not o.startswith("ckpt_path=")]  # to repeat when resuming
-    datamodule = instantiate(cfg.data)
+    # Every config fault is found before any work: the data settings, the model, the memory plan.
+    datamodule = build(cfg.data)
+    model = build(cfg.model)
+    check_budget(cfg, model)  # a run that cannot fit the card stops here
     datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training
-    model = instantiate(cfg.model)
-    check_budget(cfg, model)  # before any training: a run that cannot fit the card stops here
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
     resume = " ".join(["aerecon-train", *config["overrides"], "ckpt_path={ckpt}"])
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
     callbacks += [best, StoreConfig(config), RNGState(), GracefulStop(resume)]
-    logger = instantiate(cfg.logger)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    logger = build(cfg.logger)
+    trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     logger.log_hyperparams(config)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)

@@ -26,7 +26,7 @@ def test_model_sweep_gives_one_run_and_tensorboard_run_per_model(tmp_path, share
 def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path, shared_dirs):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("data=folder", f"data.root={empty}", cwd=tmp_path)
+    result = run_cli("data=folder", f"data.root={empty}", "model.hidden=[64]", cwd=tmp_path)  # a model that fits 8 GB
     assert result.returncode == 2
     assert "aerecon: error: No audio files" in result.stderr and str(empty) in result.stderr
     assert "Traceback" not in result.stderr

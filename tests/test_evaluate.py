@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aerecon.checkpoint import load_model
+from aerecon.errors import ConfigError
 from aerecon.report import table_epochs, write_report
 from aerecon.train import train
 from conftest import REPO, compose_cfg, run_cli
@@ -181,3 +182,26 @@ def test_notebook_executes_top_to_bottom(sweep, tmp_path, monkeypatch):
     rich = [o for o in outputs if o.output_type == "display_data"]
     assert sum("image/png" in o.data for o in rich) >= 5  # four figures and the loss curves
     assert sum("audio" in o.data.get("text/html", "") for o in rich) == 3
+
+
+class _Trap:
+    """Unpickling this runs code (it creates a file): only a loader without weights_only would."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_checkpoints_from_elsewhere_are_refused_without_running_their_code(tmp_path):
+    marker = tmp_path / "code_ran"
+    trap = tmp_path / "trap.ckpt"
+    torch.save({"state_dict": {}, "aerecon": {"config": {}}, "payload": _Trap(marker)}, trap)
+    with pytest.raises(ConfigError, match="is not a readable PyTorch checkpoint .*weights_only|Unsupported global"):
+        load_model(trap)
+    assert not marker.exists()
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}}, plain)  # someone else's Lightning/PyTorch checkpoint
+    with pytest.raises(ConfigError, match=f"ckpt_path={plain} is not an aerecon checkpoint"):
+        load_model(plain)

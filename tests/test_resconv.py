@@ -41,7 +41,7 @@ def test_latent_matches_the_thesis_conv_models():
     (dict(latent=3301, latent_channels=4), "latent_channels"),
     (dict(latent=3300, latent_channels=1), "frames"),  # 3300 frames > 826 left by the strides
     (dict(channels=[4, 8], strides=[2, 2]), "one entry more"),
-    (dict(latent=20000), "between 1 and the input length"),
+    (dict(latent=20000), "between 1 and the model's input length"),
 ])
 def test_bad_shapes_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -21,7 +21,9 @@ from aerecon.representation import Representation, RFFT
 def check_latent(latent: int, input_length: int) -> None:
     if not 0 < latent <= input_length:
         raise ConfigError(
-            f"model.latent={latent} must be between 1 and the input length {input_length}; e.g. model.latent=3300"
+            f"model.latent={latent} must be between 1 and the model's input length {input_length} (one "
+            f"data.segment_seconds segment at data.sample_rate, in the representation): e.g. "
+            f"model.latent={max(1, input_length // 4)}, or longer segments, e.g. data.segment_seconds=3.0"
         )
 
 

@@ -36,7 +36,7 @@ class ConvAutoencoder(AutoencoderModule):
             raise ConfigError(
                 f"data segment of {input_length} samples is too short for {len(channels)} conv layers "
                 f"(kernel {kernel_size}, stride {stride}): lengths would be {lengths}. "
-                "Use longer segments (data.segment_seconds) or fewer model.channels"
+                "Use longer segments, e.g. data.segment_seconds=3.0, or fewer model.channels, e.g. model.channels=[16]"
             )
         flat = channels[-1] * lengths[-1]
         check_latent(latent, input_length)
