@@ -107,8 +107,12 @@ class GracefulStop(L.Callback):
         self._restore()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self.received is None:
+        stop = self.received is not None
+        if trainer.world_size > 1:  # DDP: every rank stops at the same batch if any rank was signalled
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
             return
+        received = self.received or signal.SIGTERM
         callback = trainer.checkpoint_callback
         directory = Path(callback.dirpath) if callback and callback.dirpath else Path(trainer.default_root_dir)
         last = directory / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
@@ -116,10 +120,10 @@ class GracefulStop(L.Callback):
         for logger in trainer.loggers:
             logger.finalize("interrupted")
         raise Stopped(
-            f"{self.received.name} at epoch {trainer.current_epoch}, batch {batch_idx + 1} of "
+            f"{received.name} at epoch {trainer.current_epoch}, batch {batch_idx + 1} of "
             f"{trainer.num_training_batches} (step {trainer.global_step}); saved {last}. "
             f"Resume with: {self.resume_command.replace('{ckpt}', str(last))}",
-            self.received.value,
+            received.value,
         )
 
 
@@ -175,7 +179,7 @@ class EpochPerf(L.Callback):
                  "perf/peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # KiB on Linux
         if pl_module.device.type == "cuda":
             stats["perf/peak_cuda_gb"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
-        pl_module.log_dict(stats, on_step=False, on_epoch=True)
+        pl_module.log_dict(stats, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")  # the slowest rank
 
 
 def tensorboard_writer(trainer: L.Trainer):
@@ -213,7 +217,7 @@ class ReconstructionPreview(L.Callback):
         epoch = trainer.current_epoch
         writer = tensorboard_writer(trainer)
         songs = getattr(trainer.datamodule, "songs", {}).get("val")
-        if trainer.sanity_checking or epoch % self.every_n_epochs or writer is None or not songs:
+        if trainer.sanity_checking or not trainer.is_global_zero or epoch % self.every_n_epochs or writer is None or not songs:
             return
         data = trainer.datamodule
         song = songs[min(self.song, len(songs) - 1)]

@@ -89,9 +89,10 @@ def train(cfg: DictConfig) -> dict:
             results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path="best", weights_only=True)[0]
         else:
             log.warning("The test split is empty; skipping the test (adjust data.split to have one)")
-    atomic_write(run_dir / RESULTS, lambda f: f.write(json.dumps(results, indent=2).encode()))
-    log.info("%s", summary_line(results))
-    log.info("TensorBoard: tensorboard --logdir %s", results["tensorboard"])
+    if trainer.is_global_zero:  # under DDP, one process reports
+        atomic_write(run_dir / RESULTS, lambda f: f.write(json.dumps(results, indent=2).encode()))
+        log.info("%s", summary_line(results))
+        log.info("TensorBoard: tensorboard --logdir %s", results["tensorboard"])
     return results
 
 

@@ -83,6 +83,13 @@ class SegmentDataset(Dataset):
         return torch.from_numpy(segment).unsqueeze(0)
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (DDP), or (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class EpochShuffleSampler(Sampler[int]):
     """Shuffles with a permutation that depends only on (seed, epoch).
 
@@ -90,10 +97,18 @@ class EpochShuffleSampler(Sampler[int]):
     the order (and jitter) an uninterrupted run would, whatever the global RNG state is.
     With `with_epoch`, it yields (index, epoch) keys for SegmentDataset's jitter.
     `resume(epoch, done)` makes that epoch's next pass start after its first `done` indices.
+
+    Under DDP each of the `world` ranks takes every world-th index of the permutation, padded
+    (as torch's DistributedSampler does) so all ranks run the same number of steps: the
+    shards are disjoint except for at most world - 1 repeated segments, and cover the epoch.
     """
 
-    def __init__(self, size: int, seed: int, with_epoch: bool = False):
+    def __init__(self, size: int, seed: int, with_epoch: bool = False, rank: int | None = None,
+                 world: int | None = None):
         self.size, self.seed, self.epoch, self.with_epoch = size, seed, 0, with_epoch
+        default_rank, default_world = rank_and_world()
+        self.rank = default_rank if rank is None else rank
+        self.world = default_world if world is None else world
         self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -103,17 +118,33 @@ class EpochShuffleSampler(Sampler[int]):
         self._resume = (epoch, done)
 
     def __len__(self) -> int:
-        return self.size
+        return -(-self.size // self.world)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
+        order += order[: len(self) * self.world - self.size]
+        order = order[self.rank :: self.world]
         if self._resume is not None:
             epoch, done = self._resume
             self._resume = None
             if epoch == self.epoch:
                 order = order[done:]
         return iter([(i, self.epoch) for i in order] if self.with_epoch else order)
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation order under DDP: rank r takes segments r, r + world, ... (no padding, so
+    every segment is scored exactly once; metrics are then summed across ranks)."""
+
+    def __init__(self, size: int, rank: int, world: int):
+        self.size, self.rank, self.world = size, rank, world
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.world))
+
+    def __iter__(self):
+        return iter(range(self.rank, self.size, self.world))
 
 
 class ResumableLoader(DataLoader):
@@ -262,7 +293,9 @@ class AudioDataModule(L.LightningDataModule):
                        worker_init_fn=_worker_init,
                        generator=torch.Generator().manual_seed(self.shuffle_seed))  # leaves the global RNG alone
         if not shuffle:
-            return DataLoader(dataset, **options)
+            rank, world = rank_and_world()
+            return DataLoader(dataset, sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None,
+                              **options)
         sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0)
         return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, **options)
 

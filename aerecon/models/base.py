@@ -100,11 +100,13 @@ class AutoencoderModule(L.LightningModule):
         if latent_terms:
             total = total + latent_terms.pop("total")
             terms.update({f"{type(self.bottleneck).__name__.lower()}/{k}": v for k, v in latent_terms.items()})
+        # Averaged across DDP ranks (early stopping and checkpointing must see one value on every rank).
         on_step = stage == "train"
-        self.log(f"{stage}/loss", total, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(wave))
+        self.log(f"{stage}/loss", total, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(wave),
+                 sync_dist=True)
         if len(terms) > 1 or latent_terms:
             self.log_dict({f"{stage}/loss/{k}": v.detach() for k, v in terms.items()}, on_step=on_step,
-                          on_epoch=True, batch_size=len(wave))
+                          on_epoch=True, batch_size=len(wave), sync_dist=True)
         return total, reconstruction
 
     def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:

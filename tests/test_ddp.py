@@ -1,0 +1,76 @@
+"""Lightning DDP on 2 CPU processes (gloo): sharded data, synchronised metrics, one checkpoint, resume."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg
+from test_train import assert_same_run, scalars
+from aerecon.checkpoint import load_model
+from aerecon.config import build
+from aerecon.data.datamodule import EpochShuffleSampler, ShardSampler
+
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "model=conv", "optimizer.lr=3e-3", "test=false"]
+
+
+@pytest.mark.parametrize("size, world", [(48, 2), (47, 2), (10, 3), (5, 1)])
+def test_ranks_see_disjoint_shards_that_cover_the_epoch(size, world):
+    for epoch in (0, 1):
+        shards = []
+        for rank in range(world):
+            sampler = EpochShuffleSampler(size, seed=3, rank=rank, world=world)
+            sampler.set_epoch(epoch)
+            shards.append(list(sampler))
+            assert len(shards[-1]) == len(sampler) == math.ceil(size / world)  # same step count on every rank
+        seen = [i for shard in shards for i in shard]
+        assert set(seen) == set(range(size))  # the whole epoch
+        assert len(seen) - len(set(seen)) == (-size) % world  # disjoint but for the padding
+    single = EpochShuffleSampler(size, seed=3, rank=0, world=1)
+    assert sorted(list(single)) == list(range(size))
+    evaluation = [list(ShardSampler(size, rank, world)) for rank in range(world)]
+    assert sorted(i for shard in evaluation for i in shard) == list(range(size))  # every segment scored once
+
+
+def test_resume_skips_only_this_ranks_done_batches():
+    full = list(EpochShuffleSampler(40, seed=1, rank=1, world=2))
+    sampler = EpochShuffleSampler(40, seed=1, rank=1, world=2)
+    sampler.resume(0, 8)
+    assert list(sampler) == full[8:]
+    assert list(sampler) == full  # only the resumed epoch's first pass is shortened
+
+
+def ddp_run(tmp_path: Path, shared: dict, name: str, *args: str) -> subprocess.CompletedProcess:
+    paths = [f"paths.{k}={v}" for k, v in shared.items()]
+    result = subprocess.run([sys.executable, "-m", "aerecon.train", *TINY, *DDP, *args, *paths,
+                             f"hydra.run.dir={tmp_path / name}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_ddp_trains_syncs_metrics_checkpoints_once_and_resumes(tmp_path, shared_dirs):
+    ddp_run(tmp_path, shared_dirs, "straight", "trainer.max_epochs=3")
+    names = sorted(p.name for p in (tmp_path / "straight/checkpoints").iterdir())
+    assert len(names) == 2 and names[0].startswith("best-epoch") and names[1] == "last.ckpt"  # no per-rank copies
+    assert len(list((tmp_path / "straight/tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 0 logs
+
+    # the logged val/snr_db (each rank scored half the segments) is the whole val split's, as one process scores it
+    logged = scalars(tmp_path / "straight/tensorboard", "val/snr_db")[-1][1]
+    model, config = load_model(tmp_path / "straight/checkpoints/last.ckpt")
+    datamodule = build(config["data"])
+    single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                       enable_model_summary=False).validate(model, datamodule=datamodule, verbose=False)[0]
+    assert logged == pytest.approx(single["val/snr_db"], rel=1e-5, abs=1e-6)
+    assert logged != 0.0
+
+    ddp_run(tmp_path, shared_dirs, "split", "trainer.max_epochs=1")
+    ddp_run(tmp_path, shared_dirs, "elsewhere", "trainer.max_epochs=3",
+            f"ckpt_path={tmp_path / 'split/checkpoints/last.ckpt'}")
+    assert_same_run(tmp_path / "straight", tmp_path / "split", epochs=3)
