@@ -22,4 +22,5 @@ OmegaConf.register_new_resolver("samples", segment_samples, replace=True)
 # unlike `${hydra:runtime.cwd}`, e.g. in the sweep folder's path.
 OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 # `${pid:}`: in run and sweep folder names, so two runs started in the same second never share one.
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+# Cached, so a sweep's jobs (which Hydra gives a copy of the cache) resolve it to the launching process's.
+OmegaConf.register_new_resolver("pid", os.getpid, replace=True, use_cache=True)
