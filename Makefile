@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cu126
 TORCH_INDEX ?=
 
-.PHONY: install train test bench tensorboard clean
+.PHONY: install train test bench perf tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ test: install
 # the same CPU time each, scored on validation and unseen test songs (about 60 min on 2 cores).
 bench: install
 	$(PY) experiments/benchmark_realmusic.py
+
+# Input pipeline and framework overhead (experiments/results/bench_data.md, bench_overhead.md; about 6 min on 2 cores).
+perf: install
+	$(PY) experiments/bench_data.py
+	$(PY) experiments/bench_overhead.py
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -46,16 +47,19 @@ def _resume_into(cfg: DictConfig) -> Path:
     return Path(cfg.ckpt_path).expanduser().resolve().parent.parent
 
 
-def train(cfg: DictConfig) -> dict:
-    """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
-    if cfg.ckpt_path:
-        run_dir = _resume_into(cfg)
-        with open_dict(cfg):
-            cfg.paths.run_dir = str(run_dir)
-        log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
-    run_dir = Path(cfg.paths.run_dir)
-    L.seed_everything(cfg.seed, workers=True)
+@dataclass
+class Run:
+    """Everything `train` fits with, built from the config (benchmarks build the same)."""
 
+    datamodule: L.LightningDataModule
+    model: L.LightningModule
+    trainer: L.Trainer
+    best: BestMetrics
+
+
+def assemble(cfg: DictConfig) -> Run:
+    """Builds the run from its config, every config fault first, then scans the audio."""
+    L.seed_everything(cfg.seed, workers=True)
     config = OmegaConf.to_container(cfg, resolve=True)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     config["overrides"] = [o for o in overrides if not o.startswith("ckpt_path=")]  # to repeat when resuming
@@ -71,6 +75,19 @@ def train(cfg: DictConfig) -> dict:
     logger = build(cfg.logger)
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     logger.log_hyperparams(config)
+    return Run(datamodule, model, trainer, best)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
+    if cfg.ckpt_path:
+        run_dir = _resume_into(cfg)
+        with open_dict(cfg):
+            cfg.paths.run_dir = str(run_dir)
+        log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
+    run_dir = Path(cfg.paths.run_dir)
+    run = assemble(cfg)
+    datamodule, model, trainer, best, logger = run.datamodule, run.model, run.trainer, run.best, run.trainer.logger
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
 

@@ -95,7 +95,8 @@ def test_every_bad_file_is_used_or_skipped_with_its_reason(corpus, tmp_path, cap
     caplog.set_level(logging.INFO)
     report = tmp_path / "report.tsv"
     dm = AudioDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), sample_rate=RATE, segment_seconds=0.5,
-                         batch_size=4, split="folders", report=str(report))
+                         batch_size=4, split="folders", report=str(report),
+                         decode_workers=1)  # in this process, where the permission fault is simulated
     dm.prepare_data()
     dm.setup("fit")
     rows = read_report(report)
@@ -136,7 +137,7 @@ def test_the_bad_corpus_trains_an_epoch_with_finite_metrics(corpus, make_cfg):
     root, _ = corpus
     cfg = make_cfg("data=folder", f"data.root={root}", "data.split=folders", f"data.sample_rate={RATE}",
                    "data.num_workers=0", "~data.num_songs", "~data.song_seconds", "~data.render_rate",
-                   "trainer.max_epochs=1", "model=fc")
+                   "trainer.max_epochs=1", "model=fc", "data.decode_workers=1")
     results = train(cfg)
     assert all(math.isfinite(v) for v in results["best"].values()), results["best"]
     assert all(math.isfinite(v) for v in results["test"].values()), results["test"]

@@ -243,3 +243,16 @@ def test_split_by_folders_follows_the_top_folder():
 def test_split_folders_is_the_only_named_split(tmp_path):
     with pytest.raises(ConfigError, match="folders"):
         AudioDataModule(root=str(tmp_path), cache_dir=str(tmp_path / "c"), split="by_name")
+
+
+def test_parallel_decoding_gives_the_same_cache_as_one_process(tmp_path):
+    music = tmp_path / "music"
+    write_songs(music, [f"s{i}.wav" for i in range(6)])
+    (music / "bad.wav").write_text("not audio")
+    sources = sorted(music.iterdir())
+    one, skipped_one = WaveformCache(tmp_path / "one", 1000, workers=1).build(music, sources)
+    two, skipped_two = WaveformCache(tmp_path / "two", 1000, workers=2).build(music, sources)
+    assert [s.name for s in one] == [s.name for s in two] and len(one) == 6
+    assert list(skipped_one.values()) == list(skipped_two.values()) and len(skipped_two) == 1
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(np.load(a.file), np.load(b.file))

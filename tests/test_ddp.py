@@ -8,9 +8,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 
-from conftest import TINY, compose_cfg
+from conftest import TINY
 from test_train import assert_same_run, scalars
 from aerecon.checkpoint import load_model
 from aerecon.config import build

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, run_cli
-from faults import SignalAt
+from conftest import TINY
 from test_train import assert_same_run
 from aerecon.errors import Stopped
 from aerecon.train import train
@@ -37,7 +36,7 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(make_cfg, tmp_path):
     assert info.value.exit_code == 128 + signal.SIGTERM
     message = str(info.value)
     assert message.startswith("SIGTERM at epoch 1, batch 3 of ") and f"saved {last}" in message
-    assert f"Resume with: aerecon-train" in message and f"ckpt_path={last}" in message
+    assert "Resume with: aerecon-train" in message and f"ckpt_path={last}" in message
     checkpoint = torch.load(last, weights_only=True)
     batches = int(message.split(" of ")[1].split()[0])
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == batches + 3  # mid-epoch, not the epoch-0 one

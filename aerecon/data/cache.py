@@ -7,10 +7,13 @@ entry appears only complete: it is written to a temporary file, fsynced, then re
 
 import hashlib
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from filelock import FileLock
 from tqdm import tqdm
 
@@ -30,10 +33,26 @@ class CachedSong:
     num_samples: int
 
 
+def _decode(source: Path, entry: Path, sample_rate: int) -> str | None:
+    """Decodes one file into its cache entry; returns why it is unusable, or None."""
+    try:
+        waveform = load_audio(source, sample_rate)
+    except AudioError as error:
+        return str(error).removeprefix(f"{source}: ")
+    atomic_write(entry, lambda f: np.save(f, waveform))
+    return None
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # the workers are the parallelism; threads per worker would oversubscribe
+
+
 class WaveformCache:
-    def __init__(self, cache_dir: Path, sample_rate: int):
+    """`workers` processes decode in parallel when there are enough files to repay starting them."""
+
+    def __init__(self, cache_dir: Path, sample_rate: int, workers: int = 1):
         self.dir = Path(cache_dir) / f"sr{sample_rate}"
-        self.sample_rate = sample_rate
+        self.sample_rate, self.workers = sample_rate, max(1, workers)
 
     def entry(self, source: Path) -> Path:
         stat = source.stat()
@@ -52,22 +71,36 @@ class WaveformCache:
                 continue
             (songs if entry.exists() else todo).append((source, entry))
         if todo:
-            decoded = 0
             with FileLock(str(self.dir / ".lock")):  # concurrent runs (a sweep's jobs) build it once
-                for source, entry in tqdm(todo, desc=f"Caching audio at {self.sample_rate} Hz", unit="file"):
-                    if entry.exists():  # another process built it while we waited for the lock
+                waiting = [(source, entry) for source, entry in todo if not entry.exists()]
+                songs += [pair for pair in todo if pair not in waiting]  # built by another process meanwhile
+                reasons = self._decode_all(waiting)
+                for (source, entry), reason in zip(waiting, reasons):
+                    if reason is None:
                         songs.append((source, entry))
-                        continue
-                    try:
-                        waveform = load_audio(source, self.sample_rate)
-                        atomic_write(entry, lambda f: np.save(f, waveform))
-                        songs.append((source, entry))
-                        decoded += 1
-                    except AudioError as error:
-                        skipped[source] = str(error).removeprefix(f"{source}: ")
+                    else:
+                        skipped[source] = reason
+            decoded = sum(reason is None for reason in reasons)
             log.info("Decoded %d of %d files into the cache %s", decoded, len(sources), self.dir)
         cached = [
             CachedSong(source, source.relative_to(root).as_posix(), entry, len(np.load(entry, mmap_mode="r")))
             for source, entry in sorted(songs)
         ]
         return cached, skipped
+
+    def _decode_all(self, pairs: list[tuple[Path, Path]]) -> list[str | None]:
+        progress = dict(total=len(pairs), desc=f"Caching audio at {self.sample_rate} Hz", unit="file")
+        workers = min(self.workers, len(pairs) // 2)
+        if workers <= 1:
+            return [_decode(source, entry, self.sample_rate) for source, entry in tqdm(pairs, **progress)]
+        # fork where there is one, as DataLoader workers are started: a spawned worker would spend
+        # seconds importing torch before its first file
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                 initializer=_one_thread) as pool:
+            # largest files first, so no worker is left decoding a long file alone at the end
+            by_size = sorted(pairs, key=lambda pair: pair[0].stat().st_size, reverse=True)
+            jobs = {pair: pool.submit(_decode, *pair, self.sample_rate) for pair in by_size}
+            for _ in tqdm(as_completed(jobs.values()), **progress):
+                pass
+            return [jobs[pair].result() for pair in pairs]

@@ -6,6 +6,7 @@ on its device, so the loader stays cheap and the cache representation-agnostic.
 
 import hashlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -187,6 +188,7 @@ class AudioDataModule(L.LightningDataModule):
         num_workers: int = 0,
         jitter: float = 0.0,
         report: str | None = None,
+        decode_workers: int | None = None,
     ):
         super().__init__()
         if root is None or not str(root):
@@ -206,7 +208,11 @@ class AudioDataModule(L.LightningDataModule):
         else:
             split = dict(split)
         self.root = Path(root).expanduser()
-        self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate)
+        if decode_workers is not None and decode_workers < 1:
+            raise ConfigError(f"data.decode_workers={decode_workers}: processes decoding audio, at least 1, e.g. 2 "
+                              f"(null: one per CPU core, at most 8)")
+        workers = decode_workers or min(8, os.cpu_count() or 1)
+        self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate, workers)
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
         self.segment_samples = segment_samples(sample_rate, segment_seconds)
         self.split_weights, self.split_seed, self.shuffle_seed = split, split_seed, shuffle_seed

@@ -1,0 +1,28 @@
+"""What the performance benchmarks share: the data, the machine line, writing the table."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_realmusic import extract, obtain_pk3  # noqa: E402  (the same data, obtained the same way)
+
+
+def real_music(folder: Path) -> Path:
+    """The nexuiz-music tracks, installed and extracted as benchmark_realmusic.py does."""
+    return extract(obtain_pk3(), folder).resolve()
+
+
+def machine(device: str) -> str:
+    gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
+    return f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, torch {torch.__version__}{gpu}"
+
+
+def publish(lines: list[str], out: Path) -> None:
+    text = "\n".join(lines) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print("\n" + text)

@@ -1,0 +1,157 @@
+"""Input pipeline speed: cache build and loader throughput against the models' training step rates.
+
+    python experiments/bench_data.py [--data data/nexuiz] [--workers 2] [--batches 300] [--device cpu]
+
+- Data: the nexuiz-music tracks of benchmark_realmusic.py (83 minutes of Ogg Vorbis at 44.1 kHz,
+  installed and extracted the same way).
+- Cache build: every track decoded, mixed down, resampled to 4410 Hz and written, into an
+  empty cache, by 1 process and by --workers processes (`data.decode_workers`). Figure:
+  seconds of audio per wall second (x real time). Target: at least 100x on 2 cores.
+- Loader: the DataModule's training loader (data=folder, 3 s segments, batch 40 and the
+  configured loader workers), timed over --batches batches after the first (worker start-up
+  is reported apart). Figure: segments per second. Also with experiment=best's batch 8 and jitter.
+- Models: training steps (forward, loss, backward, optimizer) of the thesis FC and conv models
+  and of experiment=best, on --device, at each config's batch size. Figure: segments per second.
+  Target: the loader at least 20x faster than the fastest model consumes.
+- Writes experiments/results/bench_data.md and prints it.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from aerecon.config import build, compose_train
+from aerecon.data.cache import WaveformCache
+from aerecon.audio import find_audio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine, publish, real_music  # noqa: E402
+
+RATE = 4410
+MODELS = {  # name: overrides; the thesis models at their published size
+    "thesis_fc": ["experiment=thesis_fc", "model=fc"],
+    "thesis_conv": ["experiment=thesis_conv", "model=conv"],
+    "best": ["experiment=best", "model=resconv"],
+}
+
+
+def cache_build(root: Path, workers: int) -> tuple[float, float]:
+    """(seconds of audio cached, wall seconds) for an empty cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        started = time.perf_counter()
+        songs, skipped = WaveformCache(Path(cache), RATE, workers).build(root, find_audio(root))
+        wall = time.perf_counter() - started
+    assert not skipped, skipped
+    return sum(s.num_samples for s in songs) / RATE, wall
+
+
+def loader_rate(root: Path, cache: Path, batches: int, overrides: list[str]) -> tuple[float, float, int]:
+    """(segments per second, seconds to the first batch, loader workers) of the DataModule's train loader."""
+    cfg = compose_train(["data=folder", f"data.root={root}", "data.split=folders", f"paths.cache_dir={cache}",
+                         "data.report=null",  # no run folder here to write it into
+                         *overrides])
+    datamodule = build(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    done, epoch, first = 0, 0, None
+    started = time.perf_counter()
+    while done < batches + 1:
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            if first is None:
+                first, started_steady = time.perf_counter() - started, time.perf_counter()
+            else:
+                done += len(batch)
+            if done >= batches * cfg.data.batch_size:
+                break
+        else:
+            epoch += 1
+            continue
+        break
+    return done / (time.perf_counter() - started_steady), first, cfg.data.num_workers
+
+
+def model_rate(overrides: list[str], device: str, steps: int) -> tuple[float, int, int]:
+    """(segments per second in training steps, batch size, parameters) on random 3 s segments."""
+    cfg = compose_train([*overrides, "budget_gb=null"])
+    model = build(cfg.model).to(device)
+    model.log = model.log_dict = lambda *args, **kwargs: None  # no trainer: the step's logging is a no-op
+    optimizer = model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    batch = cfg.data.batch_size
+    wave = (0.3 * torch.randn(batch, 1, round(cfg.data.sample_rate * cfg.data.segment_seconds))).to(device)
+
+    def step(i):
+        optimizer.zero_grad(set_to_none=True)
+        model.training_step(wave, i).backward()
+        optimizer.step()
+
+    step(0)  # warm-up: allocations, optimizer state
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for i in range(steps):
+        step(i + 1)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    rate = steps * batch / (time.perf_counter() - started)
+    parameters = sum(p.numel() for p in model.parameters())
+    return rate, batch, parameters
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/nexuiz"))
+    parser.add_argument("--workers", type=int, default=2, help="decode processes for the parallel cache build")
+    parser.add_argument("--batches", type=int, default=300, help="loader batches timed")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per model")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_data.md"))
+    args = parser.parse_args()
+    root = real_music(args.data)
+    lines = [f"`python experiments/bench_data.py --workers {args.workers} --batches {args.batches} "
+             f"--device {args.device} --steps {args.steps}`, {machine(args.device)}\n"]
+
+    lines += ["| cache build (83 min of 44.1 kHz Ogg -> 4410 Hz .npy) | decode processes | audio s | wall s | x real time |",
+              "|---|---|---|---|---|"]
+    for workers in sorted({1, args.workers}):
+        audio, wall = cache_build(root, workers)
+        lines.append(f"| empty cache | {workers} | {audio:.0f} | {wall:.1f} | {audio / wall:.0f} |")
+        print(lines[-1], flush=True)
+
+    lines += ["", "| training loader (DataModule, data=folder) | batch | loader workers | first batch s | segments/s |",
+              "|---|---|---|---|---|"]
+    loaders = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for name, overrides in (("thesis (fixed grid)", ["data.batch_size=40"]),
+                                ("experiment=best (jitter 0.5)", ["data.batch_size=8", "data.jitter=0.5"])):
+            rate, first, workers = loader_rate(root, Path(cache), args.batches, overrides)
+            loaders[name] = rate
+            batch = overrides[0].split("=")[1]
+            lines.append(f"| {name} | {batch} | {workers} | {first:.2f} | {rate:,.0f} |")
+            print(lines[-1], flush=True)
+
+    lines += ["", f"| model training steps on {args.device} | parameters | batch | segments/s | loader / model |",
+              "|---|---|---|---|---|"]
+    slowest_loader = min(loaders.values())
+    rates = {}
+    for name in args.models.split(","):
+        rate, batch, parameters = model_rate(MODELS[name], args.device, args.steps)
+        rates[name] = rate
+        lines.append(f"| {name} | {parameters:,} | {batch} | {rate:,.1f} | {slowest_loader / rate:,.0f}x |")
+        print(lines[-1], flush=True)
+    fastest = max(rates, key=rates.get)
+    lines += ["", f"Slowest loader {slowest_loader:,.0f} segments/s against the fastest model ({fastest}, "
+                  f"{rates[fastest]:,.1f} segments/s on {args.device}): {slowest_loader / rates[fastest]:,.0f}x "
+                  f"(target: at least 20x)."]
+    publish(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
