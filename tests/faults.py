@@ -10,9 +10,12 @@ import lightning as L
 
 
 class SignalAt(L.Callback):
-    def __init__(self, epoch: int, batch: int, name: str = "SIGTERM"):
-        self.epoch, self.batch, self.signum = epoch, batch, signal.Signals[name]
+    def __init__(self, epoch: int, batch: int, name: str = "SIGTERM", group: bool = False):
+        self.epoch, self.batch, self.signum, self.group = epoch, batch, signal.Signals[name], group
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            os.kill(os.getpid(), self.signum)
+            if self.group:  # as a scheduler or a terminal does: every process of the group, loader workers too
+                os.killpg(os.getpgid(0), self.signum)
+            else:
+                os.kill(os.getpid(), self.signum)

@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -256,3 +258,23 @@ def test_parallel_decoding_gives_the_same_cache_as_one_process(tmp_path):
     assert list(skipped_one.values()) == list(skipped_two.values()) and len(skipped_two) == 1
     for a, b in zip(one, two):
         np.testing.assert_array_equal(np.load(a.file), np.load(b.file))
+
+
+EXIT_WITH_LIVE_WORKERS = """
+import sys
+from aerecon.data.datamodule import AudioDataModule
+dm = AudioDataModule(root=sys.argv[1], cache_dir=sys.argv[2], sample_rate=1000, segment_seconds=0.5, batch_size=2,
+                     split={"train": 2, "val": 1, "test": 1}, num_workers=2, decode_workers=1)
+dm.prepare_data()
+dm.setup("fit")
+batches = iter(dm.train_dataloader())
+print(tuple(next(batches).shape), flush=True)
+"""  # exits with the iterator and its persistent workers alive, as a script or notebook may
+
+
+def test_a_script_exits_while_loader_workers_are_alive(tmp_path):
+    write_songs(tmp_path / "music", [f"s{i}.wav" for i in range(8)])
+    result = subprocess.run([sys.executable, "-c", EXIT_WITH_LIVE_WORKERS, str(tmp_path / "music"),
+                             str(tmp_path / "cache")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "(2, 1, 500)"

@@ -47,11 +47,11 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(make_cfg, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=EPOCHS)
 
 
-def cli(*args: str, cwd: Path, shared: dict) -> subprocess.Popen:
+def cli(*args: str, cwd: Path, shared: dict, **options) -> subprocess.CompletedProcess:
     paths = [f"paths.{k}={v}" for k, v in shared.items()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "aerecon.train", *TINY, *args, *paths], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env=env)
+                          capture_output=True, text=True, timeout=600, env=env, **options)
 
 
 def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path, shared_dirs):
@@ -78,3 +78,15 @@ def test_ctrl_c_stops_with_a_message_and_the_shell_code(tmp_path, shared_dirs):
     assert "aerecon: stopped: SIGINT at epoch 0, batch 1 of" in result.stderr
     assert "Traceback" not in result.stderr
     assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["global_step"] == 1
+
+
+def test_sigterm_to_the_whole_group_with_loader_workers_stops_gracefully(tmp_path, shared_dirs):
+    # the workers get the signal too; they must outlive the batch in progress and the checkpoint
+    fault = ["+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=0", "+callbacks.fault.batch=1",
+             "+callbacks.fault.group=true"]
+    result = cli("model=fc", "data.num_workers=2", *fault, "hydra.run.dir=run", cwd=tmp_path, shared=shared_dirs,
+                 start_new_session=True)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert "aerecon: stopped: SIGTERM at epoch 0, batch 2 of" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2

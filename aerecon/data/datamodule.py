@@ -4,8 +4,10 @@ Batches are raw waveforms [B, 1, n]; the representation (RFFT, ...) is applied b
 on its device, so the loader stays cheap and the cache representation-agnostic.
 """
 
+import atexit
 import hashlib
 import logging
+import weakref
 import os
 import signal
 from collections.abc import Callable
@@ -148,7 +150,34 @@ class ShardSampler(Sampler[int]):
         return iter(range(self.rank, self.size, self.world))
 
 
-class ResumableLoader(DataLoader):
+class WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes are shut down before the interpreter exits.
+
+    The workers ignore SIGTERM (see `_worker_init`), but multiprocessing's exit handler stops
+    leftover children with SIGTERM and then waits for them: an iterator still holding its
+    workers at exit (a script or notebook that iterated a loader outside a Trainer, which
+    shuts its own down) would hang there for ever.
+    """
+
+    _live_iterators: weakref.WeakSet = weakref.WeakSet()
+
+    def _get_iterator(self):
+        iterator = super()._get_iterator()
+        if self.num_workers > 0:
+            WorkerLoader._live_iterators.add(iterator)
+        return iterator
+
+    @classmethod
+    def shutdown_all(cls) -> None:
+        for iterator in list(cls._live_iterators):
+            iterator._shutdown_workers()  # as Lightning's teardown does; a no-op once done
+
+
+# atexit runs handlers last-registered-first: this one runs before multiprocessing's own.
+atexit.register(WorkerLoader.shutdown_all)
+
+
+class ResumableLoader(WorkerLoader):
     """The training DataLoader, resumable mid-epoch (Lightning checkpoints it: it has a state_dict).
 
     Its state is the epoch and how many batches of it training has finished (`progress()`, read
@@ -168,7 +197,8 @@ class ResumableLoader(DataLoader):
 
 
 def _worker_init(worker_id: int) -> None:
-    # Ctrl+C reaches a loader's workers too; only the main process decides how to stop (GracefulStop).
+    # Ctrl+C and a scheduler's SIGTERM reach a loader's workers too; only the main process decides
+    # how to stop (GracefulStop): a worker dying first would fail the batch in progress.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pl_worker_init_function(worker_id)
@@ -300,7 +330,7 @@ class AudioDataModule(L.LightningDataModule):
                        generator=torch.Generator().manual_seed(self.shuffle_seed))  # leaves the global RNG alone
         if not shuffle:
             rank, world = rank_and_world()
-            return DataLoader(dataset, sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None,
+            return WorkerLoader(dataset, sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None,
                               **options)
         sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0)
         return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, **options)
