@@ -2,18 +2,21 @@
 
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from conftest import TINY
 from test_train import assert_same_run, scalars
 from aerecon.checkpoint import load_model
 from aerecon.config import build
 from aerecon.data.datamodule import EpochShuffleSampler, ShardSampler
+from aerecon.models import VectorQuantizer
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "model=conv", "optimizer.lr=3e-3", "test=false"]
 
@@ -73,3 +76,43 @@ def test_ddp_trains_syncs_metrics_checkpoints_once_and_resumes(tmp_path, shared_
     ddp_run(tmp_path, shared_dirs, "elsewhere", "trainer.max_epochs=3",
             f"ckpt_path={tmp_path / 'split/checkpoints/last.ckpt'}")
     assert_same_run(tmp_path / "straight", tmp_path / "split", epochs=3)
+
+
+def _vq_rank(rank: int, world: int, port: int, update: str, threshold: float, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)  # the same initial codebook on every rank, as seed_everything gives
+    vq = VectorQuantizer(channels=2, codebook_size=16, update=update, decay=0.5, dead_threshold=threshold).train()
+    data = torch.Generator().manual_seed(100 + rank)  # every rank its own shard of latents
+    for _ in range(4):
+        vq(torch.randn(3, 2, 5, generator=data) + rank)
+    torch.save(vq.state_dict(), f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def vq_on_ranks(tmp_path: Path, update: str, threshold: float) -> list[dict]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.start_processes(_vq_rank, args=(2, port, update, threshold, str(tmp_path / "vq")),
+                                          nprocs=2, start_method="fork")
+    return [torch.load(tmp_path / f"vq.{rank}") for rank in range(2)]
+
+
+@pytest.mark.parametrize("update", ["ema", "loss"])
+def test_vq_codebook_stays_identical_across_ranks_through_restarts(tmp_path, update):
+    # threshold 0.5 of decayed use: most codes die and restart from rank-local latents every step
+    states = vq_on_ranks(tmp_path, update, threshold=0.5)
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0, msg=key)
+
+
+def test_vq_ema_under_ddp_equals_one_process_on_the_global_batch(tmp_path):
+    distributed = vq_on_ranks(tmp_path, "ema", threshold=0.0)[0]  # no restarts: the EMA alone
+    torch.manual_seed(0)
+    single = VectorQuantizer(channels=2, codebook_size=16, update="ema", decay=0.5, dead_threshold=0.0).train()
+    data = [torch.Generator().manual_seed(100 + rank) for rank in range(2)]
+    for _ in range(4):
+        single(torch.cat([torch.randn(3, 2, 5, generator=data[rank]) + rank for rank in range(2)]))
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(distributed[key], value, msg=key)

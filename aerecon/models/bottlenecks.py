@@ -18,7 +18,8 @@ class VectorQuantizer(nn.Module):
     - `update="ema"`: codes follow exponential moving averages of the vectors assigned to
       them (decay `decay`); `update="loss"`: codes learn by the codebook loss ||sg(z) - q||^2;
     - dead codes (moving-average use below `dead_threshold` assignments per batch) restart at
-      randomly chosen encoder outputs of the current batch, which also initialises the codebook.
+      randomly chosen encoder outputs of the current batch, which also initialises the codebook;
+    - under DDP the codebook stays identical on every rank (statistics of the global batch).
     Logs the codebook usage (fraction of codes used in the batch) and perplexity.
     """
 
@@ -46,10 +47,17 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _learn(self, flat: torch.Tensor, index: torch.Tensor) -> None:
+        # Under DDP every rank makes the same update, from the whole global batch: assignment
+        # counts and sums are summed across ranks, and restarted codes come from rank 0's batch.
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         counts = torch.bincount(index, minlength=self.codebook_size).float()
+        if distributed:
+            torch.distributed.all_reduce(counts)
         self.usage.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         if self.update == "ema":
             sums = torch.zeros_like(self.ema_sum).index_add_(0, index, flat)
+            if distributed:
+                torch.distributed.all_reduce(sums)
             self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
             self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
             n = self.ema_count.sum()
@@ -58,7 +66,9 @@ class VectorQuantizer(nn.Module):
         dead = self.usage < self.dead_threshold
         if dead.any():
             pick = torch.randint(len(flat), (int(dead.sum()),), device=flat.device)
-            fresh = flat[pick]
+            fresh = flat[pick].contiguous()
+            if distributed:
+                torch.distributed.broadcast(fresh, src=0)
             self.codebook.data[dead] = fresh.to(self.codebook.dtype)
             self.usage[dead] = self.dead_threshold  # a restarted code gets time to be chosen
             if self.update == "ema":
