@@ -68,16 +68,23 @@ class RFFT(Representation):
             raise ConfigError(f"representation.norm={norm!r}: use one of backward, ortho, forward")
         self.norm = norm
 
-    def encode(self, wave):
-        n = wave.shape[-1]
-        interleaved = torch.view_as_real(torch.fft.rfft(wave.float(), norm=self.norm)).flatten(-2)
+    @staticmethod
+    def pack(bins: torch.Tensor, n: int) -> torch.Tensor:
+        """[..., n // 2 + 1, 2] (real, imaginary) per bin -> the packed [..., n] layout."""
+        interleaved = bins.flatten(-2)
         return torch.cat([interleaved[..., :1], interleaved[..., 2 : n + 1]], dim=-1)
 
-    def decode(self, x):
+    @staticmethod
+    def unpack(x: torch.Tensor) -> torch.Tensor:
+        """The packed [..., n] layout -> [..., n // 2 + 1, 2] (real, imaginary) per bin, fp32."""
         n = x.shape[-1]
-        bins = n // 2 + 1
-        interleaved = x.new_zeros(*x.shape[:-1], 2 * bins, dtype=torch.float32)
+        interleaved = x.new_zeros(*x.shape[:-1], 2 * (n // 2 + 1), dtype=torch.float32)
         interleaved[..., 0] = x[..., 0]
         interleaved[..., 2 : n + 1] = x[..., 1:]
-        spectrum = torch.view_as_complex(interleaved.unflatten(-1, (bins, 2)))
-        return torch.fft.irfft(spectrum, n=n, norm=self.norm)
+        return interleaved.unflatten(-1, (n // 2 + 1, 2))
+
+    def encode(self, wave):
+        return self.pack(torch.view_as_real(torch.fft.rfft(wave.float(), norm=self.norm)), wave.shape[-1])
+
+    def decode(self, x):
+        return torch.fft.irfft(torch.view_as_complex(self.unpack(x)), n=x.shape[-1], norm=self.norm)

@@ -44,13 +44,14 @@ RESCONV = ["model=resconv", "representation=raw", "data.batch_size=8", "optimize
 ENTRIES = {
     "lowpass": ["model=lowpass"],
     "fourier_topk": ["model=fourier_topk"],
+    "fourier_sparse": ["model=fourier_sparse"],  # adaptive, not learned: each segment's own strongest bins
     "fc_thesis": ["model=fc", "optimizer.lr=1e-4"],  # the thesis's rate: 1e-3 collapses them to silence
     "conv_thesis": ["model=conv", "optimizer.lr=1e-4"],
     "resconv_mse": [*RESCONV, "loss=mse"],
     "resconv_mse_stft=best": ["experiment=best", "data.split=folders"],
     "resconv_vq": [*RESCONV, "loss=mse", "bottleneck=vq"],
 }
-BASELINES = {"lowpass", "fourier_topk"}
+BASELINES = {"lowpass", "fourier_topk", "fourier_sparse"}
 # --full-size: the thesis shapes as published (for a GPU; no 8 GB budget check, the plan is still reported)
 FULL_SIZE = {"fc_thesis": ["model.hidden=[9800,6500]", "budget_gb=null"],
              "conv_thesis": ["model.channels=[16,32,64]", "budget_gb=null"]}
@@ -185,7 +186,8 @@ def main() -> None:
     text = (f"nexuiz-music, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, accelerator={args.accelerator}, "
             f"{args.minutes:g} min per learned model, {total / 60:.0f} min in all: "
             f"`python experiments/benchmark_realmusic.py --minutes {args.minutes:g} --accelerator {args.accelerator}"
-            f"{' --full-size' if args.full_size else ''}`\n\n"
+            f"{' --full-size' if args.full_size else ''}{'' if names == list(ENTRIES) else ' --only ' + args.only}"
+            f"{'' if args.out == Path('experiments/results/realmusic') else f' --out {args.out}'}`\n\n"
             + table(rows) + "\n")
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))

@@ -1,9 +1,9 @@
 from aerecon.models.base import AutoencoderModule
-from aerecon.models.baselines import FourierTopK, LowpassRFFT
+from aerecon.models.baselines import FourierSparse, FourierTopK, LowpassRFFT
 from aerecon.models.bottlenecks import VAEBottleneck, VectorQuantizer
 from aerecon.models.conv import ConvAutoencoder
 from aerecon.models.fc import FCAutoencoder
 from aerecon.models.resconv import ResConvAutoencoder
 
-__all__ = ["AutoencoderModule", "ConvAutoencoder", "FCAutoencoder", "FourierTopK", "LowpassRFFT",
+__all__ = ["AutoencoderModule", "ConvAutoencoder", "FCAutoencoder", "FourierSparse", "FourierTopK", "LowpassRFFT",
            "ResConvAutoencoder", "VAEBottleneck", "VectorQuantizer"]

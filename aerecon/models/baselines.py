@@ -1,8 +1,10 @@
-"""Linear baselines at a given latent size: keep latent/2 RFFT bins, zero the rest.
+"""Spectral baselines at a given latent size: keep some RFFT bins, zero the rest.
 
-They are the floor every learned model must clear. `LowpassRFFT` keeps the lowest bins;
-`FourierTopK` keeps the bins with the most energy over the training split, found in its one
-training epoch. Neither has parameters; both checkpoint and evaluate like any model.
+The linear ones are the floor every learned model must clear: `LowpassRFFT` keeps the lowest
+latent/2 bins; `FourierTopK` keeps the latent/2 bins with the most energy over the training
+split, found in its one training epoch. `FourierSparse` is adaptive (non-linear): every
+segment keeps its own strongest latent/3 bins, with their indices. None has parameters; all
+checkpoint and evaluate like any model.
 """
 
 import torch
@@ -91,3 +93,27 @@ class FourierTopK(SpectralBaseline):
         if not self.trainer.sanity_checking and self.energy.any():
             bins = torch.topk(self.energy, self.num_bins).indices.cpu()
             self.kept.copy_(packed_positions(bins, self.input_length))
+
+
+class FourierSparse(SpectralBaseline):
+    """Each segment's own strongest bins: latent / 3 of them, each stored as (real, imaginary,
+    bin index), so the code is exactly as many numbers as the others' latents. The encoder is
+    non-linear (a per-segment choice), not learned: what adaptivity alone buys at this size.
+    """
+
+    @staticmethod
+    def bins_for(latent: int) -> int:
+        return latent // 3
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        bins = RFFT.unpack(x)  # [..., n // 2 + 1, 2]
+        index = bins.square().sum(-1).topk(self.num_bins, dim=-1).indices.sort(-1).values
+        kept = bins.gather(-2, index.unsqueeze(-1).expand(*index.shape, 2))
+        return torch.cat([kept.flatten(-2), index.float()], dim=-1)  # indices < 2**24: exact in fp32
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        k = self.num_bins
+        values, index = z[..., : 2 * k].unflatten(-1, (k, 2)), z[..., 2 * k :].round().long()
+        bins = z.new_zeros(*z.shape[:-1], self.input_length // 2 + 1, 2)
+        bins.scatter_(-2, index.unsqueeze(-1).expand(*index.shape, 2), values)
+        return RFFT.pack(bins, self.input_length)
