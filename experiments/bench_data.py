@@ -10,9 +10,10 @@
 - Loader: the DataModule's training loader (data=folder, 3 s segments, batch 40 and the
   default loader workers, then none), timed over --batches batches after the first (worker
   start-up is reported apart). Figure: segments per second. Also with experiment=best's batch 8
-  and jitter.
-- Models: training steps (forward, loss, backward, optimizer) of the thesis FC and conv models
-  and of experiment=best, on --device, at each config's batch size. Figure: segments per second.
+  and jitter (and its loader workers).
+- Models: training steps (forward, loss, backward, optimizer) of the thesis FC and conv models,
+  of experiment=resconv_stft and of experiment=best (sparseconv), on --device, at each config's
+  batch size. Figure: segments per second.
   Target: the loader at least 20x faster than the fastest model consumes.
 - Writes experiments/results/bench_data.md and prints it.
 """
@@ -36,7 +37,8 @@ RATE = 4410
 MODELS = {  # name: overrides; the thesis models at their published size
     "thesis_fc": ["experiment=thesis_fc", "model=fc"],
     "thesis_conv": ["experiment=thesis_conv", "model=conv"],
-    "best": ["experiment=best", "model=resconv"],
+    "resconv_stft": ["experiment=resconv_stft"],
+    "best": ["experiment=best"],  # sparseconv
 }
 
 

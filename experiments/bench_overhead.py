@@ -2,7 +2,7 @@
 
     python experiments/bench_overhead.py [--steps 60] [--repeats 5] [--experiment best] [--device cpu]
 
-- aerecon: the run `aerecon-train experiment=best ...` assembles (aerecon.train.assemble: the
+- aerecon: the run `aerecon-train experiment=resconv_stft ...` (or best, ...) assembles (aerecon.train.assemble: the
   config's trainer, callbacks, TensorBoard logger, checkpoint IO), fitted for --steps optimizer
   steps with validation and checkpointing off (they are per-epoch work a bare loop would do
   too); timed from `trainer.fit` to its return, so Lightning's start-up counts.
@@ -31,7 +31,7 @@ from aerecon.train import assemble
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, publish, real_music  # noqa: E402
 
-MODELS = {"best": ["experiment=best", "model=resconv"], "demo_fc": ["experiment=demo", "model=fc", "data=folder"]}
+MODELS = {"resconv_stft": ["experiment=resconv_stft"], "best": ["experiment=best"], "demo_fc": ["experiment=demo", "model=fc", "data=folder"]}
 
 
 def config(name: str, root: Path, work: Path, steps: int, device: str):
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/nexuiz"))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--models", default="best", help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--models", default="resconv_stft,best", help=f"comma-separated, from {','.join(MODELS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_overhead.md"))
     args = parser.parse_args()

@@ -39,8 +39,8 @@ SPLIT = {"val": ["beast-of-insanity.ogg", "stairs.ogg"], "test": ["brokenlight.o
 
 # name -> overrides. Learned models get the time budget. The CPU sizes are in
 # conf/model_preset/realmusic_cpu/ (the thesis shapes, scaled down: see there); the resconv
-# runs share experiment=best's sizes, batch and learning rate (resconv_mse_stft is that experiment).
-RESCONV = ["model=resconv", "representation=raw", "data.batch_size=8", "optimizer.lr=2e-3"]  # as experiment=best
+# runs share experiment=resconv_stft's sizes, batch and learning rate (resconv_mse_stft is that experiment).
+RESCONV = ["model=resconv", "representation=raw", "data.batch_size=8", "optimizer.lr=2e-3"]  # as experiment=resconv_stft
 ENTRIES = {
     "lowpass": ["model=lowpass"],
     "fourier_topk": ["model=fourier_topk"],
@@ -48,10 +48,13 @@ ENTRIES = {
     "fc_thesis": ["model=fc", "optimizer.lr=1e-4"],  # the thesis's rate: 1e-3 collapses them to silence
     "conv_thesis": ["model=conv", "optimizer.lr=1e-4"],
     "resconv_mse": [*RESCONV, "loss=mse"],
-    "resconv_mse_stft=best": ["experiment=best", "data.split=folders"],
+    "resconv_mse_stft": ["experiment=resconv_stft", "data.split=folders"],  # experiment=best until sparseconv
     "resconv_vq": [*RESCONV, "loss=mse", "bottleneck=vq"],
+    "sparseconv=best": ["experiment=best", "data.split=folders"],
+    # the same model untrained (its MDCT start): what training adds
+    "sparseconv_untrained": ["experiment=best", "data.split=folders", "optimizer.lr=0", "trainer.max_epochs=1"],
 }
-BASELINES = {"lowpass", "fourier_topk", "fourier_sparse"}
+BASELINES = {"lowpass", "fourier_topk", "fourier_sparse", "sparseconv_untrained"}
 # --full-size: the thesis shapes as published (for a GPU; no 8 GB budget check, the plan is still reported)
 FULL_SIZE = {"fc_thesis": ["model.hidden=[9800,6500]", "budget_gb=null"],
              "conv_thesis": ["model.channels=[16,32,64]", "budget_gb=null"]}

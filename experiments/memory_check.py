@@ -23,7 +23,7 @@ from aerecon.config import compose_train
 from aerecon.plan import GIB, plan_memory
 
 DEFAULT = ["demo:fc", "demo:conv", "thesis_fc_8gb:fc", "thesis_conv_8gb:conv", "thesis_fc:fc", "thesis_conv:conv",
-           "best:resconv"]
+           "resconv_stft:resconv", "best:sparseconv"]
 
 
 def measure(cfg, steps: int) -> tuple[float, str]:

@@ -153,8 +153,8 @@ def test_short_fit_on_demo_data_logs_every_term_and_evaluates(make_cfg, override
     assert model.reconstruct(wave).shape == wave.shape
 
 
-def test_best_experiment_composes_with_the_documented_command(make_cfg, tmp_path):
-    cfg = make_cfg("experiment=best", "data=folder", f"data.root={tmp_path}", "trainer.max_time=00:12:00:00")
+def test_resconv_stft_experiment_composes_with_the_documented_command(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=resconv_stft", "data=folder", f"data.root={tmp_path}", "trainer.max_time=00:12:00:00")
     model = instantiate(cfg.model)
     assert isinstance(model, ResConvAutoencoder) and model.encoder(torch.zeros(1, 1, 13230)).numel() == 3300
     assert cfg.trainer.max_time == "00:12:00:00" and cfg.data.root == str(tmp_path)

@@ -4,6 +4,7 @@ from aerecon.models.bottlenecks import VAEBottleneck, VectorQuantizer
 from aerecon.models.conv import ConvAutoencoder
 from aerecon.models.fc import FCAutoencoder
 from aerecon.models.resconv import ResConvAutoencoder
+from aerecon.models.sparseconv import SparseConvAutoencoder
 
 __all__ = ["AutoencoderModule", "ConvAutoencoder", "FCAutoencoder", "FourierSparse", "FourierTopK", "LowpassRFFT",
-           "ResConvAutoencoder", "VAEBottleneck", "VectorQuantizer"]
+           "ResConvAutoencoder", "SparseConvAutoencoder", "VAEBottleneck", "VectorQuantizer"]
