@@ -278,3 +278,22 @@ def test_a_script_exits_while_loader_workers_are_alive(tmp_path):
                              str(tmp_path / "cache")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "(2, 1, 500)"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_batches_are_the_samplers_segments_in_order(tmp_path, workers):
+    write_songs(tmp_path / "music", [f"s{i}.wav" for i in range(12)])
+    dm = datamodule(tmp_path / "music", tmp_path / "cache", jitter=0.5, num_workers=workers, batch_size=5)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(2)
+    keys = list(loader.sampler)
+    batches = list(loader)
+    assert [tuple(b.shape) for b in batches[:-1]] == [(5, 1, dm.segment_samples)] * (len(batches) - 1)
+    expected = torch.stack([train[key] for key in keys])  # one segment at a time, as __getitem__ reads it
+    assert torch.equal(torch.cat(batches), expected)
+    for (i, epoch), segment in zip(keys, expected):
+        song = np.load(train.songs[train.index[i][0]].file)
+        start = train.offset(i, epoch)
+        assert np.array_equal(segment[0].numpy(), song[start : start + dm.segment_samples])

@@ -35,6 +35,13 @@ def test_fit_writes_checkpoints_with_config_and_tensorboard_metrics(make_cfg, mo
     for tag in ("train/loss_epoch", "val/loss", "val/mse", "val/mae", "val/rmse", "val/snr_db", "test/snr_db"):
         assert scalars(tb, tag), tag
     assert len(scalars(tb, "val/loss")) == cfg.trainer.max_epochs
+    # train losses: every step here (log_every_n_steps=1); the epoch's value is the batch mean of its steps
+    steps, epochs = scalars(tb, "train/loss_step"), scalars(tb, "train/loss_epoch")
+    assert len(steps) == cfg.trainer.max_epochs * (len(steps) // cfg.trainer.max_epochs) and len(epochs) == 2
+    per_epoch = len(steps) // cfg.trainer.max_epochs  # the tiny demo's batches are full: equal weights
+    for e, (_, value) in enumerate(epochs):
+        assert value == pytest.approx(sum(v for _, v in steps[e * per_epoch:(e + 1) * per_epoch]) / per_epoch,
+                                      rel=1e-5)
     hparams = yaml.safe_load((tb / "hparams.yaml").read_text())
     assert hparams["model"]["latent"] == 8 and hparams["optimizer"]["lr"] == 1e-4
     assert results["best"]["val/loss"] == pytest.approx(min(v for _, v in scalars(tb, "val/loss")))
@@ -70,6 +77,9 @@ def assert_same_run(straight: Path, resumed: Path, epochs: int) -> None:
     assert [s for s, _ in a] == [s for s, _ in b] and len(a) == epochs
     assert [v for _, v in a] == pytest.approx([v for _, v in b], rel=1e-6, abs=1e-9)
     assert a[0][1] != pytest.approx(a[-1][1], rel=1e-4)  # it actually trained
+    train_a = scalars(straight / "tensorboard", "train/loss_epoch")  # a mid-epoch resume keeps the epoch's sums
+    train_b = scalars(resumed / "tensorboard", "train/loss_epoch")
+    assert len(train_a) == epochs and [v for _, v in train_a] == pytest.approx([v for _, v in train_b], rel=1e-6)
 
     end_a = torch.load(straight / "checkpoints/last.ckpt", weights_only=True)
     end_b = torch.load(resumed / "checkpoints/last.ckpt", weights_only=True)
