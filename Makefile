@@ -28,7 +28,7 @@ test: install
 	$(PY) -m pytest
 
 # Real music (Debian's nexuiz-music, installed with apt-get if missing): every model family for
-# the same CPU time each, scored on validation and unseen test songs (about 60 min on 2 cores).
+# the same CPU time each, scored on validation and unseen test songs (38 min on 2 cores).
 bench: install
 	$(PY) experiments/benchmark_realmusic.py
 
