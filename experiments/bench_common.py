@@ -26,3 +26,11 @@ def publish(lines: list[str], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print("\n" + text)
+
+
+def without_trainer(model) -> "torch.optim.Optimizer":
+    """Readies a LightningModule for a bare loop: its logging becomes a no-op (there is no
+    trainer to log to), and its configured optimizer is returned."""
+    model.log = model.log_dict = lambda *args, **kwargs: None
+    optimizer = model.configure_optimizers()
+    return optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer

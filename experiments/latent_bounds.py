@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from aerecon.audio import load_audio
+from aerecon.models.sparseconv import mdct_basis  # the filterbank sparseconv starts from
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, publish, real_music  # noqa: E402
@@ -37,23 +38,15 @@ from bench_common import machine, publish, real_music  # noqa: E402
 RATE, SEGMENT, LATENT = 4410, 13230, 3300
 
 
-def mdct_basis(hop: int) -> np.ndarray:
-    """[hop, 2 hop] sine-windowed MDCT analysis rows; the transposed matrix synthesises (TDAC)."""
-    n, k = np.arange(2 * hop), np.arange(hop)
-    window = np.sin(np.pi * (n + 0.5) / (2 * hop))
-    return (np.sqrt(2 / hop) * np.cos(np.pi / hop * (n[None] + 0.5 + hop / 2) * (k[:, None] + 0.5))
-            * window[None]).astype(np.float32)
-
-
 def mdct(song: np.ndarray, hop: int) -> np.ndarray:
     """[frames, hop] coefficients of the song padded to whole segments (perfect reconstruction)."""
     length = -(-len(song) // SEGMENT) * SEGMENT
     x = np.concatenate([np.zeros(hop, np.float32), song, np.zeros(length - len(song) + hop, np.float32)])
-    return np.lib.stride_tricks.sliding_window_view(x, 2 * hop)[::hop][: length // hop + 1] @ mdct_basis(hop).T
+    return np.lib.stride_tricks.sliding_window_view(x, 2 * hop)[::hop][: length // hop + 1] @ mdct_basis(hop).numpy().T
 
 
 def imdct(coefficients: np.ndarray, hop: int, length: int) -> np.ndarray:
-    frames = coefficients @ mdct_basis(hop)
+    frames = coefficients @ mdct_basis(hop).numpy()
     out = np.zeros((len(frames) + 1) * hop, np.float32)
     for i, frame in enumerate(frames):
         out[i * hop: i * hop + 2 * hop] += frame

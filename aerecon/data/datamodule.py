@@ -7,9 +7,9 @@ on its device, so the loader stays cheap and the cache representation-agnostic.
 import atexit
 import hashlib
 import logging
-import weakref
 import os
 import signal
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 

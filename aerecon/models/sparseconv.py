@@ -24,7 +24,7 @@ class TopK(nn.Module):
     """Keeps the k largest-magnitude numbers of each segment's [C, T] latent and zeroes the rest.
 
     The code is then k values and k positions: 2k numbers. Gradients reach the kept values only
-    (as in k-sparse autoencoders). Logs the fraction of the latent kept.
+    (as in k-sparse autoencoders). It adds no loss terms.
     """
 
     def __init__(self, k: int):
