@@ -62,6 +62,16 @@ class AutoencoderModule(L.LightningModule):
         self._train_seen, self._train_epoch = 0, None
         self.example_input_array = torch.zeros(2, 1, input_length)
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` before and after each hook it calls, ~45 times a training
+        # step; nn.Module.__setattr__ (which sorts parameters, buffers and submodules) takes ~1.4 us
+        # for each, ~1% of a small model's CPU step (experiments/bench_overhead.py). A string needs
+        # none of that sorting.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def setup(self, stage: str) -> None:
         for module in self.modules():
             if isinstance(module, Checkpointed):
