@@ -1,18 +1,20 @@
 """Framework overhead: aerecon's training against a bare PyTorch loop doing the same work.
 
-    python experiments/bench_overhead.py [--steps N] [--repeats 5] [--models resconv_stft,best] [--device cpu]
+    python experiments/bench_overhead.py [--steps N] [--repeats 9] [--models resconv_stft,best] [--device cpu]
 
 - aerecon: the run `aerecon-train experiment=resconv_stft ...` (or best, ...) assembles
   (aerecon.train.assemble: the config's trainer, callbacks, TensorBoard logger, checkpoint IO),
-  fitted for --steps optimizer steps (default per model: 60 for resconv_stft, 1200 for best),
+  fitted for --steps optimizer steps (default per model: 40 for resconv_stft, 600 for best),
   with validation and checkpointing off (they are per-epoch work a bare loop would do too);
   timed from `trainer.fit` to its return, so Lightning's start-up counts.
 - bare: the same model class (same seed, so the same initial weights), the same DataModule
   loader (same batches in the same order), the same optimizer from the model's
   `configure_optimizers`, and the same `training_step` with logging made a no-op:
   zero_grad, loss, backward, step, --steps times.
-- The two alternate (aerecon first on even repeats, bare first on odd ones); the figure is the
-  median over repeats of aerecon's time / bare's time. Target: at most 1.05.
+- lightning: Lightning's own floor, for reference: the same module and DataModule in a plain
+  `L.Trainer` with every feature off (no logger, callbacks, progress bar or model summary).
+- The three take turns (the order reversed on odd repeats); the figures are medians over
+  repeats of each one's time / bare's time in the same repeat. Target: aerecon / bare at most 1.05.
 - Writes experiments/results/bench_overhead.md and prints it.
 """
 
@@ -32,9 +34,10 @@ from aerecon.train import assemble
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, publish, real_music, without_trainer  # noqa: E402
 
-# name: (overrides, default steps): enough steps that a run lasts ~10 s, so the ratio weighs the
-# per-step cost, not only Lightning's start-up (best, sparseconv, takes ~8 ms a step on 2 cores)
-MODELS = {"resconv_stft": (["experiment=resconv_stft"], 60), "best": (["experiment=best"], 1200),
+# name: (overrides, default steps): runs of ~5-10 s, long enough that Lightning's start-up (~0.04 s)
+# weighs little, short enough for many alternating repeats on a noisy machine (best, sparseconv,
+# takes ~8 ms a step on 2 cores, resconv_stft ~270 ms)
+MODELS = {"resconv_stft": (["experiment=resconv_stft"], 40), "best": (["experiment=best"], 600),
           "demo_fc": (["experiment=demo", "model=fc", "data=folder"], 300)}
 
 
@@ -57,6 +60,20 @@ def time_aerecon(cfg) -> float:
     elapsed = time.perf_counter() - started
     assert run.trainer.global_step == cfg.trainer.max_steps, run.trainer.global_step
     return elapsed
+
+
+def time_lightning(cfg) -> float:
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule, model = build(cfg.data), build(cfg.model)
+    datamodule.prepare_data()
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                        max_steps=cfg.trainer.max_steps, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
 
 
 def time_bare(cfg, device: str) -> float:
@@ -88,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/nexuiz"))
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: per model)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--models", default="resconv_stft,best", help=f"comma-separated, from {','.join(MODELS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_overhead.md"))
@@ -96,26 +113,30 @@ def main() -> None:
     root = real_music(args.data)
     lines = [f"`python experiments/bench_overhead.py{f' --steps {args.steps}' if args.steps else ''} --repeats {args.repeats} "
              f"--models {args.models} --device {args.device}`, {machine(args.device)}",
-             "", "| model | steps | aerecon s (median) | bare s (median) | ratio per repeat | median ratio |",
-             "|---|---|---|---|---|---|"]
+             "", "| model | steps | bare s | lightning s | aerecon s | lightning / bare | aerecon / lightning | "
+             "**aerecon / bare** (range) |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
             steps = args.steps or MODELS[name][1]
             cfg = config(name, root, Path(work), steps, args.device)
             time_bare(cfg, args.device)  # warm-up: builds the cache, loads libraries
-            ours, bare = [], []
+            runs = {"bare": lambda: time_bare(cfg, args.device), "lightning": lambda: time_lightning(cfg),
+                    "aerecon": lambda: time_aerecon(config(name, root, Path(work), steps, args.device))}
+            times = {which: [] for which in runs}
             for repeat in range(args.repeats):
-                order = ("aerecon", "bare") if repeat % 2 == 0 else ("bare", "aerecon")
-                for which in order:
-                    if which == "aerecon":
-                        ours.append(time_aerecon(config(name, root, Path(work), steps, args.device)))
-                    else:
-                        bare.append(time_bare(cfg, args.device))
-                print(f"{name} repeat {repeat}: aerecon {ours[-1]:.2f} s, bare {bare[-1]:.2f} s", flush=True)
-            ratios = [a / b for a, b in zip(ours, bare)]
-            lines.append(f"| {name} | {steps} | {statistics.median(ours):.2f} | {statistics.median(bare):.2f} | "
-                         f"{', '.join(f'{r:.3f}' for r in ratios)} | **{statistics.median(ratios):.3f}** |")
-    lines += ["", "Target: median ratio at most 1.05."]
+                for which in (list(runs) if repeat % 2 == 0 else list(runs)[::-1]):
+                    times[which].append(runs[which]())
+                print(f"{name} repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+
+            def ratios(a: str, b: str) -> list[float]:
+                return [x / y for x, y in zip(times[a], times[b])]
+
+            ours = ratios("aerecon", "bare")
+            lines.append(f"| {name} | {steps} | " + " | ".join(f"{statistics.median(times[k]):.2f}" for k in runs) + " | "
+                         f"{statistics.median(ratios('lightning', 'bare')):.3f} | {statistics.median(ratios('aerecon', 'lightning')):.3f} | "
+                         f"**{statistics.median(ours):.3f}** ({min(ours):.2f}-{max(ours):.2f}) |")
+    lines += ["", "Times are medians over the repeats; ratios are medians of each repeat's ratio. "
+              "Target: aerecon / bare at most 1.05."]
     publish(lines, args.out)
 
 
