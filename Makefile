@@ -32,7 +32,7 @@ test: install
 bench: install
 	$(PY) experiments/benchmark_realmusic.py
 
-# Input pipeline and framework overhead (experiments/results/bench_data.md, bench_overhead.md; about 13 min on 2 cores).
+# Input pipeline and framework overhead (experiments/results/bench_data.md, bench_overhead.md; about 16 min on 2 cores).
 perf: install
 	$(PY) experiments/bench_data.py
 	$(PY) experiments/bench_overhead.py
