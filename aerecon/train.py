@@ -9,10 +9,11 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon import CONF_DIR
-from aerecon.callbacks import BestMetrics, GracefulStop, ProgressBar, RNGState, StoreConfig
+from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
 from aerecon.config import build
 from aerecon.errors import ConfigError, exit_on_user_error
@@ -71,7 +72,7 @@ def assemble(cfg: DictConfig) -> Run:
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
     resume = " ".join(["aerecon-train", *config["overrides"], "ckpt_path={ckpt}"])
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
-    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar it was told not to show
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses any progress bar it was told not to show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks += [best, StoreConfig(config), RNGState(), GracefulStop(resume)]
     logger = build(cfg.logger)

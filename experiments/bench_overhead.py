@@ -56,15 +56,19 @@ def config(name: str, root: Path, work: Path, steps: int, device: str, *more: st
     ])
 
 
-def time_aerecon(cfg) -> float:
-    run = assemble(cfg)
+def fit_seconds(trainer: L.Trainer, model, datamodule) -> float:
     started = time.perf_counter()
-    run.trainer.fit(run.model, datamodule=run.datamodule)
+    trainer.fit(model, datamodule=datamodule)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
-    assert run.trainer.global_step == cfg.trainer.max_steps, run.trainer.global_step
+    assert trainer.global_step == trainer.max_steps, trainer.global_step
     return elapsed
+
+
+def time_aerecon(cfg) -> float:
+    run = assemble(cfg)
+    return fit_seconds(run.trainer, run.model, run.datamodule)
 
 
 def time_lightning(cfg, *callbacks: L.Callback) -> float:
@@ -75,11 +79,7 @@ def time_lightning(cfg, *callbacks: L.Callback) -> float:
                         max_steps=cfg.trainer.max_steps, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=list(callbacks))
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+    return fit_seconds(trainer, model, datamodule)
 
 
 def time_bare(cfg, device: str) -> float:
