@@ -2,43 +2,75 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# GTX 10xx (Pascal) owners: PyPI's torch 2.11 is built for CUDA 13, which dropped Pascal.
-# Install PyTorch's CUDA 12.6 build instead:
+PIP := $(PY) -m pip --disable-pip-version-check
+# Every package, transitive ones included, at the version that was tested (`make lock` re-resolves).
+LOCK := requirements.lock
+# Packages that come with a CUDA build of torch; TORCH_INDEX replaces them with that index's own.
+CUDA_BUILD := ^(torch|torchaudio|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==
+# GTX 10xx (Pascal) owners: PyPI's torch is built for CUDA 13, which dropped Pascal. Install the
+# same torch release from PyTorch's CUDA 12.6 index, everything else from the lock:
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cu126
 TORCH_INDEX ?=
+# Extra overrides for the demo sweep, e.g. `make train TRAIN_ARGS="trainer.max_epochs=2"`.
+TRAIN_ARGS ?=
 
-.PHONY: install train test bench perf tensorboard clean
+.PHONY: install lock train test bench perf tensorboard notebook doctor clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The stamp is written only after the smoke check passes, so a failed install is retried by the next make.
+$(VENV)/.installed: $(LOCK) pyproject.toml
+	@rm -f $@
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet "torch==2.11.*" "torchaudio==2.11.*" --index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e ".[dev]"
+ifeq ($(TORCH_INDEX),)
+	$(PIP) install --quiet --no-deps -r $(LOCK)
+else
+	grep -vE '$(CUDA_BUILD)' $(LOCK) > $(VENV)/lock-without-torch.txt
+	$(PIP) install --quiet --no-deps -r $(VENV)/lock-without-torch.txt
+	$(PIP) install --quiet --index-url $(TORCH_INDEX) \
+		$$(grep -E '^(torch|torchaudio)==' $(LOCK) | cut -d' ' -f1)
+endif
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check
+	$(PY) -m aerecon.doctor
 	touch $@
+
+# Re-resolve every pin (after editing pyproject.toml's dependencies); `make install` then applies it.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/uv || $(PIP) install --quiet $$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra notebook --universal \
+		--python-version 3.10 --upgrade -o $(LOCK)
 
 # The demo sweep: both thesis architectures (small) and their linear floors, then the report
 # (report.md, report.csv, val_loss.png) in the sweep folder.
 train: install
-	$(PY) -m aerecon.train --multirun experiment=demo model=lowpass,fourier_topk,fc,conv
+	$(PY) -m aerecon.train --multirun experiment=demo model=lowpass,fourier_topk,fc,conv $(TRAIN_ARGS)
 	$(PY) -m aerecon.report "$$(ls -d logs/train/multiruns/*/ | tail -n 1)"
 
 test: install
 	$(PY) -m pytest
 
 # Real music (Debian's nexuiz-music, installed with apt-get if missing): every model family for
-# the same CPU time each, scored on validation and unseen test songs (38 min on 2 cores).
+# the same CPU time each, scored on validation and unseen test songs (docs/results.md).
 bench: install
 	$(PY) experiments/benchmark_realmusic.py
 
-# Input pipeline and framework overhead (experiments/results/bench_data.md, bench_overhead.md; about 16 min on 2 cores).
+# Input pipeline and framework overhead (experiments/results/bench_data.md, bench_overhead.md).
 perf: install
 	$(PY) experiments/bench_data.py
 	$(PY) experiments/bench_overhead.py
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs
+
+# JupyterLab with the project's environment, on the notebook that explores the newest run.
+notebook: install
+	$(VENV)/bin/jupyter lab notebooks/explore_run.ipynb
+
+# What the environment has: torch, torchaudio, the GPU and whether this torch supports it.
+doctor: install
+	$(PY) -m aerecon.doctor
 
 clean:
 	rm -rf logs .pytest_cache
