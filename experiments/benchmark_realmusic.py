@@ -37,8 +37,8 @@ SKIP = {"thunder.ogg"}  # a 48 s thunder sound effect, not music
 # Chosen by hand among the shorter tracks, so that evaluation stays quick; the rest train.
 SPLIT = {"val": ["beast-of-insanity.ogg", "stairs.ogg"], "test": ["brokenlight.ogg", "desert3.ogg"]}
 
-# name -> overrides. Learned models get the time budget. The CPU sizes are in
-# conf/model_preset/realmusic_cpu/ (the thesis shapes, scaled down: see there); the resconv
+# name -> overrides. Learned models get the time budget. The CPU sizes are the default ones of
+# conf/model/fc.yaml and conv.yaml (the thesis shapes, scaled down) and conf/model_preset/realmusic_cpu/; the resconv
 # runs share experiment=resconv_stft's sizes, batch and learning rate (resconv_mse_stft is that experiment).
 RESCONV = ["model=resconv", "representation=raw", "data.batch_size=8", "optimizer.lr=2e-3"]  # as experiment=resconv_stft
 ENTRIES = {

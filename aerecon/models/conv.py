@@ -4,7 +4,7 @@ from torch import nn
 
 from aerecon.errors import ConfigError
 from aerecon.models.base import AutoencoderModule, check_latent
-from aerecon.models.layers import Checkpointed
+from aerecon.models.layers import Checkpointed, init_weights
 
 
 def conv_lengths(length: int, depth: int, kernel_size: int, stride: int, padding: int) -> list[int]:
@@ -29,7 +29,8 @@ class ConvAutoencoder(AutoencoderModule):
     """
 
     def __init__(self, input_length: int, channels: list[int] = (16, 32, 64), kernel_size: int = 4,
-                 stride: int = 2, padding: int = 1, latent: int = 3300, **kwargs):
+                 stride: int = 2, padding: int = 1, latent: int = 3300, weight_init: str = "pytorch",
+                 **kwargs):
         super().__init__(input_length, **kwargs)
         lengths = conv_lengths(input_length, len(channels), kernel_size, stride, padding)
         if lengths[-1] < 1:
@@ -56,3 +57,4 @@ class ConvAutoencoder(AutoencoderModule):
         self.decoder = nn.Sequential(
             nn.Linear(latent, flat), nn.ReLU(), nn.Unflatten(1, (channels[-1], lengths[-1])), Checkpointed(*up)
         )
+        init_weights(self.encoder, self.decoder, weight_init)

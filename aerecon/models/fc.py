@@ -1,7 +1,7 @@
 """The thesis's fully connected ("base") autoencoder."""
 
 from aerecon.models.base import AutoencoderModule, check_latent
-from aerecon.models.layers import Checkpointed, dense_stack
+from aerecon.models.layers import Checkpointed, dense_stack, init_weights
 
 
 class FCAutoencoder(AutoencoderModule):
@@ -11,9 +11,11 @@ class FCAutoencoder(AutoencoderModule):
     13230 -> 9800 -> 6500 -> 3300 -> 6500 -> 9800 -> 13230, 429,657,130 parameters.
     """
 
-    def __init__(self, input_length: int, hidden: list[int] = (9800, 6500), latent: int = 3300, **kwargs):
+    def __init__(self, input_length: int, hidden: list[int] = (9800, 6500), latent: int = 3300,
+                 weight_init: str = "pytorch", **kwargs):
         super().__init__(input_length, **kwargs)
         check_latent(latent, input_length)
         widths = [input_length, *hidden, latent]
         self.encoder = Checkpointed(*dense_stack(widths, last_activation=True))
         self.decoder = Checkpointed(*dense_stack(widths[::-1], last_activation=False))
+        init_weights(self.encoder, self.decoder, weight_init)

@@ -17,6 +17,28 @@ def dense_stack(widths: list[int], last_activation: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+WEIGHT_INITS = ("pytorch", "kaiming")
+
+
+def init_weights(encoder: nn.Module, decoder: nn.Module, scheme: str) -> None:
+    """`pytorch`: leave PyTorch's defaults (the thesis models). `kaiming`: He-normal weights and zero
+    biases for the ReLU layers, and a zero output layer. PyTorch's defaults shrink the signal at each
+    ReLU layer, and a deep ReLU autoencoder trained from them tends to learn to output silence; a
+    zero output layer starts silent and learns only the directions the data supports."""
+    if scheme not in WEIGHT_INITS:
+        raise ConfigError(f"model.weight_init={scheme!r}: use one of {', '.join(WEIGHT_INITS)}")
+    if scheme == "pytorch":
+        return
+    layers = [m for part in (encoder, decoder) for m in part.modules()
+              if isinstance(m, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d))]
+    for layer in layers:
+        # A transposed conv's weight is [in, out, k]: each output sums over its inputs, PyTorch's fan_out.
+        mode = "fan_out" if isinstance(layer, nn.ConvTranspose1d) else "fan_in"
+        nn.init.kaiming_normal_(layer.weight, mode=mode, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+    nn.init.zeros_(layers[-1].weight)
+
+
 class Checkpointed(nn.Sequential):
     """A Sequential that, when `enabled`, recomputes its activations in backward."""
 
