@@ -16,11 +16,23 @@ def segment_samples(sample_rate: float, seconds: float) -> int:
     return int(round(float(sample_rate) * float(seconds)))
 
 
+def run_folder_of(ckpt_path) -> Path | None:
+    """The run folder a checkpoint was saved in (`<run>/checkpoints/<name>.ckpt`), or None."""
+    if not ckpt_path:
+        return None
+    path = Path(str(ckpt_path)).expanduser().resolve()
+    return path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else None
+
+
 # `${samples:rate,seconds}`: so model input sizes follow the data config.
 OmegaConf.register_new_resolver("samples", segment_samples, replace=True)
 # `${cwd:}`: where the command was started (Hydra does not chdir); usable before a job exists,
 # unlike `${hydra:runtime.cwd}`, e.g. in the sweep folder's path.
 OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+# `${resume_folder:ckpt_path,fresh}`: Hydra's run folder; a resumed run continues in its own folder
+# (its log and config record included) instead of leaving a new, empty one behind.
+OmegaConf.register_new_resolver(
+    "resume_folder", lambda ckpt_path, fresh: str(run_folder_of(ckpt_path) or fresh), replace=True)
 # `${pid:}`: in run and sweep folder names, so two runs started in the same second never share one.
 # Cached, so a sweep's jobs (which Hydra gives a copy of the cache) resolve it to the launching process's.
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True, use_cache=True)

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from aerecon.errors import ConfigError, Stopped
+from aerecon.files import atomic_link
 from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.stitch import Stitcher
 
@@ -48,15 +49,28 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         if self._should_save_on_train_epoch_end(trainer) == at_epoch_end and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        """When a best checkpoint was just written at this very step, last.ckpt becomes a hard link to
+        it: one copy on disk, and removing the old best later leaves last.ckpt whole."""
+        best = self._last_checkpoint_saved
+        if not (self.save_last and best and self._last_global_step_saved == trainer.global_step
+                and Path(best).name != self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION):
+            return super()._save_last_checkpoint(trainer, monitor_candidates)
+        target = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        self.last_model_path = target
+        linked = atomic_link(Path(best), Path(target)) if trainer.is_global_zero else True
+        trainer.strategy.barrier()
+        if not linked:
+            self._save_checkpoint(trainer, target)
+
 
 class ProgressBar(RichProgressBar):
     """Lightning's rich progress bar, brought up to date at most every `interval` seconds, and at
     each bar's first and last batch.
 
-    Lightning's updates it after every batch (20-35 us for rich's task bookkeeping, ~30 us for
-    the bar's metrics on 2 CPU cores) for a display that rich redraws `refresh_rate` times a
-    second; with that bar off, one short ablation moved experiment=best's overhead ratio from
-    1.13 to 1.05 (README, "Performance").
+    Lightning's updates it after every batch (rich's task bookkeeping and the bar's metrics) for
+    a display that rich redraws `refresh_rate` times a second; what that costs a small model's
+    step is measured in docs/results.md, "Performance".
     """
 
     def __init__(self, interval: float = 0.25, **kwargs):

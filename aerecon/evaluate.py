@@ -30,6 +30,7 @@ from aerecon.errors import ConfigError, DataError, exit_on_user_error
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.files import atomic_write
 from aerecon.metrics import SeamExcess, song_metrics
+from aerecon.quiet import silence_third_party
 from aerecon.stitch import Stitcher
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ def metrics_csv(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
+    silence_third_party()
     with exit_on_user_error():
         return evaluate(cfg)["overall"]["snr_db"]
 

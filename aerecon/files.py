@@ -18,3 +18,19 @@ def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_link(source: Path, target: Path) -> bool:
+    """Make `target` a hard link to `source`, replacing it atomically; False where links are not
+    supported (the caller then writes a copy). A hard link, not a symlink: deleting either name
+    leaves the other whole."""
+    target = Path(target)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.link")
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, target)
+        return True
+    except OSError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)

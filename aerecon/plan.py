@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from aerecon import CONF_DIR
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
+from aerecon.quiet import silence_third_party
 
 log = logging.getLogger(__name__)
 GIB = 2**30
@@ -56,6 +57,12 @@ class MemoryPlan:
     @property
     def fits(self) -> bool:
         return self.budget_gb is None or self.total <= self.budget_gb * GIB
+
+    def summary(self) -> str:
+        """One line: the total against the budget."""
+        if self.budget_gb is None:
+            return f"{self.total / GIB:.2f} GiB planned, no budget (budget_gb=null)"
+        return f"{self.total / GIB:.2f} GiB of the {self.budget_gb:g} GiB budget, " + ("fits" if self.fits else "DOES NOT FIT")
 
     def render(self) -> str:
         lines = [f"{'':2}{name:<34}{value:>16,} B {value / GIB:>9.3f} GiB" for name, value in self.parts.items()]
@@ -240,8 +247,11 @@ def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
     if cfg.get("budget_gb") is None:
         return None
     plan = plan_memory(cfg, model)
-    log.info("Memory plan:\n%s", plan.render())
     if plan.fits:
+        if cfg.plan.get("verbose", False):
+            log.info("Memory plan:\n%s", plan.render())
+        else:
+            log.info("Memory plan: %s (plan.verbose=true or python -m aerecon.plan for the breakdown)", plan.summary())
         return plan
     fitting = options_that_fit(cfg, model)
     advice = "; ".join(f"{o} ({p.total / GIB:.2f} GiB)" for o, p in fitting[:4]) or \
@@ -252,8 +262,9 @@ def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="plan")
 def main(cfg: DictConfig) -> None:
+    silence_third_party()
     with exit_on_user_error():
         model = instantiate(cfg.model)
         plan = plan_memory(cfg, model)

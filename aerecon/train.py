@@ -7,18 +7,20 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon import CONF_DIR
+from aerecon import CONF_DIR, run_folder_of
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
 from aerecon.config import build
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.files import atomic_write
 from aerecon.plan import check_budget
+from aerecon.quiet import silence_third_party
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
@@ -45,7 +47,27 @@ def _resume_into(cfg: DictConfig) -> Path:
             f"ckpt_path={cfg.ckpt_path} was trained with a different config ({details}). "
             f"Resume with the original overrides: aerecon-train {overrides} ckpt_path={cfg.ckpt_path}"
         )
-    return Path(cfg.ckpt_path).expanduser().resolve().parent.parent
+    # A checkpoint outside a run folder (e.g. copied elsewhere) continues in the new run folder.
+    return run_folder_of(cfg.ckpt_path) or Path(cfg.paths.run_dir)
+
+
+def finished(cfg: DictConfig) -> tuple[str, str | None] | None:
+    """(why the checkpoint's run has nothing left to train under this config, the override that would
+    extend it or None), or None when there is training left."""
+    checkpoint = torch.load(Path(cfg.ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=True)
+    # epochs whose training Lightning had processed when it saved (it saves before counting one completed)
+    epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get(
+        "processed", 0)
+    if cfg.trainer.max_epochs is not None and epochs >= cfg.trainer.max_epochs >= 0:
+        return (f"it has trained all of its trainer.max_epochs={cfg.trainer.max_epochs} epochs",
+                f"trainer.max_epochs={2 * max(cfg.trainer.max_epochs, 1)}")
+    stopper = next((state for key, state in checkpoint.get("callbacks", {}).items() if key.startswith("EarlyStopping")),
+                   None)
+    if stopper and stopper.get("stopped_epoch", 0) > 0 and stopper.get("wait_count", 0) >= stopper.get("patience", 0):
+        return (f"early stopping ended it at epoch {stopper['stopped_epoch']} (val/loss had not improved for "
+                f"{stopper['patience']} epochs; the patience is part of the run's state, so a longer run is a new "
+                f"one, e.g. with callbacks.early_stopping.patience={2 * stopper['patience']})", None)
+    return None
 
 
 @dataclass
@@ -87,6 +109,16 @@ def train(cfg: DictConfig) -> dict:
         run_dir = _resume_into(cfg)
         with open_dict(cfg):
             cfg.paths.run_dir = str(run_dir)
+        done = finished(cfg)
+        if done:
+            why, extend = done
+            if extend:
+                overrides = [o for o in load_checkpoint_config(cfg.ckpt_path).get("overrides", [])
+                             if not o.startswith(extend.split("=")[0] + "=")]
+                why += f". To train further: aerecon-train {' '.join([*overrides, extend])} ckpt_path={cfg.ckpt_path}"
+            log.info("Nothing to resume in %s: %s", run_dir, why)
+            results_file = run_dir / RESULTS
+            return json.loads(results_file.read_text()) if results_file.is_file() else {"best": {}}
         log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
     run_dir = Path(cfg.paths.run_dir)
     run = assemble(cfg)
@@ -141,6 +173,7 @@ class PrintSummary(HydraCallback):
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    silence_third_party()
     with exit_on_user_error():
         results = train(cfg)
     return results["best"].get("val/loss")  # the objective for Hydra sweepers (e.g. Optuna)

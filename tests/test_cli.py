@@ -1,5 +1,6 @@
 """The Hydra app as a user runs it: a subprocess per command."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,40 @@ def test_concurrent_runs_build_the_cache_once_and_never_share_a_folder(tmp_path)
     assert len([p for p in cache if p.suffix == ".npy"]) == 5 and not [p for p in cache if p.suffix == ".tmp"]
     runs = list((tmp_path / "logs/train/runs").iterdir())
     assert len(runs) == 2 and all((run / "checkpoints/last.ckpt").is_file() for run in runs)
+
+
+def test_a_run_is_quiet_and_resuming_it_stays_in_its_folder(tmp_path, shared_dirs):
+    args = [*TINY, "model=fc", "trainer.max_epochs=1"]
+    first = run_cli(*args, cwd=tmp_path, shared=shared_dirs)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout + first.stderr
+    for noise in ("Tip:", "litlogger", "LeafSpec", "Trainer already configured"):
+        assert noise not in out
+    plan = [line for line in out.splitlines() if "Memory plan" in line]
+    assert len(plan) == 1 and "GiB of the 8 GiB budget, fits" in plan[0] and "optimizer state" not in out
+    (run,) = (tmp_path / "logs/train/runs").iterdir()
+    assert len(scalars(run / "tensorboard", "test/snr_db")) == 1
+
+    # resuming a finished run: says so, suggests how to extend it, tests nothing, makes no new folder
+    again = run_cli(*args, f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path, shared=shared_dirs)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert "Nothing to resume" in out and "trainer.max_epochs=2" in out and f"ckpt_path={run}/checkpoints/last.ckpt" in out
+    assert list((tmp_path / "logs/train/runs").iterdir()) == [run]
+    assert len(scalars(run / "tensorboard", "test/snr_db")) == 1
+
+    # extending it continues in the same folder, its log included
+    longer = run_cli(*TINY, "model=fc", "trainer.max_epochs=2", f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path,
+                     shared=shared_dirs)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert list((tmp_path / "logs/train/runs").iterdir()) == [run]
+    assert json.loads((run / "results.json").read_text())["epochs"] == 2
+    assert "Resuming" in (run / "train.log").read_text()
+    assert len(scalars(run / "tensorboard", "val/loss")) == 2
+
+
+def test_plan_writes_nothing(tmp_path):
+    result = run_cli(*TINY, "model=conv", cwd=tmp_path, app="aerecon.plan")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "optimizer state" in result.stdout and "fits" in result.stdout  # the full breakdown, asked for
+    assert list(tmp_path.iterdir()) == []

@@ -181,5 +181,25 @@ def test_training_writes_its_checkpoints_atomically(make_cfg, monkeypatch):
     monkeypatch.setattr(aerecon.checkpoint, "atomic_write", lambda target, write: (written.append(target), real(target, write)))
     cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
     results = train(cfg)
-    assert Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt" in written
-    assert Path(results["best_checkpoint"]) in written
+    last, best = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt", Path(results["best_checkpoint"])
+    assert best in written
+    assert last in written or last.stat().st_ino == best.stat().st_ino  # or a hard link to the same weights
+
+
+def test_best_and_last_checkpoints_share_storage_and_survive_each_other(make_cfg, tmp_path):
+    cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
+    results = train(cfg)
+    last, best = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt", Path(results["best_checkpoint"])
+    assert last.stat().st_ino == best.stat().st_ino and not last.is_symlink()  # one copy on disk
+    weights = torch.load(best, weights_only=True)["state_dict"]
+    best.unlink()  # e.g. replaced by a better epoch's checkpoint
+    assert all(torch.equal(weights[k], v) for k, v in torch.load(last, weights_only=True)["state_dict"].items())
+
+    # best (here: the highest val/loss, the first epoch) and last differ: two files
+    cfg = make_cfg("model=fc", "trainer.max_epochs=3", "test=false", "callbacks.model_checkpoint.monitor=epoch",
+                   "callbacks.early_stopping=null")  # the "best" epoch is the first
+    cfg.paths.run_dir = str(tmp_path / "apart")
+    results = train(cfg)
+    last, best = tmp_path / "apart/checkpoints/last.ckpt", Path(results["best_checkpoint"])
+    assert best.name == "best-epoch000.ckpt" and last.stat().st_ino != best.stat().st_ino
+    assert torch.load(last, weights_only=True)["epoch"] == 2

@@ -1,0 +1,25 @@
+"""Third-party messages that a normal run should not print: advertisements, notices about
+aerecon's own deliberate choices, and deprecations inside Lightning that users cannot act on."""
+
+import logging
+import warnings
+
+DROPPED = (
+    "💡 Tip:",  # Lightning's advertisements for its cloud services
+    "Trainer already configured with model summary callbacks",  # aerecon configures its own, on purpose
+)
+
+
+class _DropMessages(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(DROPPED)
+
+
+def silence_third_party() -> None:
+    """Idempotent; called by every entry point before Lightning prints anything."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages())
+    # Lightning 2.6's pytree helper still builds torch's deprecated LeafSpec (fixed upstream, not ours to change).
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
