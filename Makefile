@@ -64,9 +64,10 @@ perf: install
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs
 
-# JupyterLab with the project's environment, on the notebook that explores the newest run.
+# JupyterLab with the project's environment, on the notebook that explores the newest run
+# (as root too, e.g. in a container, where Jupyter refuses to start without --allow-root).
 notebook: install
-	$(VENV)/bin/jupyter lab notebooks/explore_run.ipynb
+	$(VENV)/bin/jupyter lab notebooks/explore_run.ipynb$(if $(filter 0,$(shell id -u)), --allow-root)
 
 # What the environment has: torch, torchaudio, the GPU and whether this torch supports it.
 doctor: install

@@ -35,9 +35,8 @@ from aerecon.train import assemble
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, publish, real_music, without_trainer  # noqa: E402
 
-# name: (overrides, default steps): runs of ~5-10 s, long enough that Lightning's start-up (~0.04 s)
-# weighs little, short enough for many alternating repeats on a noisy machine (best, sparseconv,
-# takes ~8 ms a step on 2 cores, resconv_stft ~270 ms)
+# name: (overrides, default steps): runs of several seconds each, long enough that Lightning's
+# start-up weighs little, short enough for many alternating repeats on a noisy machine
 MODELS = {"resconv_stft": (["experiment=resconv_stft"], 40), "best": (["experiment=best"], 600),
           # best's configuration on 2 x 1000-sample segments (a 10-channel filterbank): almost no compute,
           # so the run measures what each loop itself costs per step

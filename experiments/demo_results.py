@@ -6,7 +6,7 @@ For each run folder it calls `python -m aerecon.evaluate` on the run's best chec
 the given overrides (e.g. split=val stitch.window=crossfade); the results land in
 <run>/<name>/. Then it prints the overall metrics of all runs side by side.
 With --copy-figures, the first song's figures of each run are copied to DIR/<model>_<figure>.png
-(the README's figures come from here).
+(the figures in docs/results.md come from here).
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Planned GPU memory of every shipped experiment against each memory option (README table).
+"""Planned GPU memory of every shipped experiment against each memory option (the table in docs/memory.md).
 
     python experiments/plan_table.py [--budget 8]
 

@@ -18,7 +18,7 @@ from aerecon.train import train
     (["data.sample_rate=0"], r"data.sample_rate=0: must be a positive rate in Hz, e.g. 4410"),
     (["data.sample_rate=-8000"], r"data.sample_rate=-8000: must be a positive rate in Hz, e.g. 4410"),
     (["data=folder", "~data.num_songs", "~data.song_seconds", "~data.render_rate"],
-     r"data.root is not set: .* e.g. data=folder data.root=~/music"),
+     r"data.root is not set: .* e.g. data=folder data.root=\$HOME/music"),
     (["trainer.precision=17"], r"trainer.precision=17: plan and train support 32-true"),
     (["data.jitter=2"], r"data.jitter=2: .* e.g. 0.5"),
     (["loss=mse_stft", "~loss.terms.stft"], r"loss.weights names \['stft'\], .* e.g. loss=mse_stft"),

@@ -4,7 +4,9 @@ on tiny runs trained once for this module."""
 import csv
 import json
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,20 +200,31 @@ def test_evaluate_user_errors(sweep, tmp_path, shared_dirs, args, message):
 
 
 def test_notebook_executes_top_to_bottom(sweep, tmp_path, monkeypatch):
+    """As Jupyter runs it: in the project's notebooks/ folder, finding the newest runs under ../logs."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    _, runs = sweep
-    monkeypatch.setenv("AERECON_CKPT_A", runs["0_fc"]["best_checkpoint"])
-    monkeypatch.setenv("AERECON_CKPT_B", runs["1_lowpass"]["best_checkpoint"])
+    sweep_dir, _ = sweep
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    copied = shutil.copytree(sweep_dir, project / "logs/train/multiruns/sweep")
+    newest = {"0_fc": copied / "0_fc/run/checkpoints/last.ckpt", "1_lowpass": copied / "1_lowpass/run/checkpoints/last.ckpt"}
+    for age, last in ((1, newest["1_lowpass"]), (0, newest["0_fc"])):  # fc is the newest, lowpass the one before
+        os.utime(last, (time.time() - age, time.time() - age))
+    for name in ("AERECON_CKPT_A", "AERECON_CKPT_B", "AERECON_RUN"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # the kernel's python
     notebook = nbformat.read(REPO / "notebooks/explore_run.ipynb", as_version=4)
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+                            resources={"metadata": {"path": str(project / "notebooks")}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert f"A: {newest['0_fc']}\nB: {newest['1_lowpass']}" in printed
     rich = [o for o in outputs if o.output_type == "display_data"]
     assert sum("image/png" in o.data for o in rich) >= 5  # four figures and the loss curves
     assert sum("audio" in o.data.get("text/html", "") for o in rich) == 3
+    stitching = notebook.cells[6].source
+    assert "evaluate.yaml" in stitching and "notches=" not in stitching  # evaluate's own stitching settings
 
 
 class _Trap:

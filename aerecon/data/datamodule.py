@@ -252,7 +252,7 @@ class AudioDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if root is None or not str(root):
-            raise ConfigError("data.root is not set: point it at a folder of audio, e.g. data=folder data.root=~/music")
+            raise ConfigError("data.root is not set: point it at a folder of audio, e.g. data=folder data.root=$HOME/music")
         if sample_rate <= 0:
             raise ConfigError(f"data.sample_rate={sample_rate}: must be a positive rate in Hz, e.g. 4410")
         if segment_samples(sample_rate, segment_seconds) < 1:

@@ -63,10 +63,9 @@ class AutoencoderModule(L.LightningModule):
         self.example_input_array = torch.zeros(2, 1, input_length)
 
     def __setattr__(self, name: str, value) -> None:
-        # Lightning sets `_current_fx_name` before and after each hook it calls, ~45 times a training
-        # step; nn.Module.__setattr__ (which sorts parameters, buffers and submodules) takes ~1.4 us
-        # for each, ~1% of a small model's CPU step (experiments/bench_overhead.py). A string needs
-        # none of that sorting.
+        # Lightning sets `_current_fx_name` before and after each hook it calls, dozens of times a
+        # training step; nn.Module.__setattr__ sorts parameters, buffers and submodules for each
+        # (measured in experiments/bench_overhead.py). A string needs none of that sorting.
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
@@ -128,8 +127,8 @@ class AutoencoderModule(L.LightningModule):
     def _log_train(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
         """Training losses are summed here and logged as `train/<name>_step` every
         `log_every_n_steps` steps and as `train/<name>_epoch` (the batch-weighted mean) at the
-        epoch's end. Each `self.log` call costs about 1 ms on CPU (Lightning walks its result
-        collection), which is 13% of a sparseconv step; the sums ride in checkpoints, so a run
+        epoch's end, because each `self.log` call walks Lightning's result collection, a large share
+        of a small model's CPU step (docs/results.md); the sums ride in checkpoints, so a run
         resumed mid-epoch logs the same epoch means."""
         if self._train_epoch != self.current_epoch:  # a new epoch, or resumed from the end of the last one
             self._train_sums, self._train_seen, self._train_epoch = {}, 0, self.current_epoch
