@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,21 @@ def test_demo_never_renders_over_a_folder_of_other_files(tmp_path):
     with pytest.raises(DataError, match="not a demo dataset"):
         ensure_demo_dataset(music, num_songs=2, seconds=1.0, sample_rate=8000, seed=0)
     assert [p.name for p in music.iterdir()] == ["mine.wav"]
+    # a folder that happens to hold a manifest.json, even one shaped like the demo's, is no demo either
+    manifest = {"spec": {"version": 1, "num_songs": 3, "seconds": 1.0, "sample_rate": 8000, "seed": 0}, "tracks": {}}
+    (music / "manifest.json").write_text(json.dumps(manifest))
+    for spec in (manifest["spec"], {**manifest["spec"], "num_songs": 2}):  # the same spec, and one to re-render
+        with pytest.raises(DataError, match="not a demo dataset aerecon rendered"):
+            ensure_demo_dataset(music, **{k: spec[k] for k in ("num_songs", "seconds", "sample_rate", "seed")})
+        assert sorted(p.name for p in music.iterdir()) == ["manifest.json", "mine.wav"]
+
+
+def test_demo_re_renders_only_its_own_folder(tmp_path):
+    demo = tmp_path / "demo"
+    ensure_demo_dataset(demo, num_songs=2, seconds=1.0, sample_rate=8000, seed=0)
+    assert (demo / ".aerecon-demo").is_file() and len(list(demo.glob("*.flac"))) == 2
+    ensure_demo_dataset(demo, num_songs=3, seconds=1.0, sample_rate=8000, seed=0)  # new settings: its own folder
+    assert len(list(demo.glob("*.flac"))) == 3
 
 
 def test_split_by_folders_follows_the_top_folder():

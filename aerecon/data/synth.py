@@ -135,6 +135,21 @@ def render_track(index: int, seed: int, seconds: float, sr: int) -> tuple[np.nda
     return mix.astype(np.float32), info
 
 
+# The demo only ever replaces a folder that carries this mark: a user's folder that happens to hold
+# a manifest.json (or anything else) is never taken for one.
+MARK = ".aerecon-demo"
+MARK_TEXT = "Rendered by aerecon's demo generator; aerecon may replace this whole folder.\n"
+
+
+def owned_by_demo(root: Path) -> bool:
+    """Whether `root` is a folder the demo generator made (and so may re-render)."""
+    mark = Path(root) / MARK
+    try:
+        return mark.is_file() and not mark.is_symlink() and mark.read_text() == MARK_TEXT
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate: int, seed: int) -> Path:
     """Render the demo tracks into `root` as FLAC files, once; later calls return at once.
 
@@ -147,18 +162,23 @@ def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate:
     manifest = root / "manifest.json"
 
     def ready() -> bool:
-        return manifest.exists() and json.loads(manifest.read_text()).get("spec") == spec
+        return owned_by_demo(root) and manifest.exists() and json.loads(manifest.read_text()).get("spec") == spec
+
+    def refuse_foreign() -> None:
+        # Re-rendering replaces the folder: never do that to anything the demo did not make.
+        if root.is_symlink() or root.exists() and (not root.is_dir() or any(root.iterdir()) and not owned_by_demo(root)):
+            raise DataError(f"data.root={root} holds files but is not a demo dataset aerecon rendered (no {MARK} mark), "
+                            f"so the demo will not replace them. For your own audio use data=folder data.root={root}; "
+                            f"a demo folder from an older aerecon can be deleted, and it is rendered again")
 
     if ready():
         return root
-    if root.is_dir() and any(root.iterdir()) and not manifest.exists():
-        # Re-rendering replaces the folder: never do that to a folder of someone's own audio.
-        raise DataError(f"data.root={root} holds files but is not a demo dataset (no manifest.json); "
-                        f"the demo would replace them. For your own audio use data=folder data.root={root}")
+    refuse_foreign()
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         if ready():
             return root
+        refuse_foreign()
         staging = root.with_name(root.name + f".tmp{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -169,6 +189,7 @@ def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate:
             sf.write(staging / name, audio, sample_rate, subtype="PCM_16")
             tracks[name] = info
         (staging / "manifest.json").write_text(json.dumps({"spec": spec, "tracks": tracks}, indent=1))
+        (staging / MARK).write_text(MARK_TEXT)
         shutil.rmtree(root, ignore_errors=True)
         os.replace(staging, root)
     return root
