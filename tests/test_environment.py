@@ -1,5 +1,6 @@
 """The environment is the tested one: the lock's versions are installed, and torch and torchaudio load together."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,11 @@ from pathlib import Path
 from aerecon import doctor
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def outside_make() -> dict:
+    """The environment without what a calling `make test` passes down to a nested make."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
 
 
 def test_installed_packages_equal_the_lock():
@@ -38,8 +44,8 @@ def test_doctor_passes_here():
 
 def test_install_stamps_only_after_the_smoke_check(tmp_path):
     """A failed install must be retried by the next make: the stamp is the recipe's last step, after doctor."""
-    dry = subprocess.run(["make", "-n", "-B", "install", f"VENV={tmp_path / 'venv'}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60).stdout.splitlines()
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "install", f"VENV={tmp_path / 'venv'}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, env=outside_make()).stdout.splitlines()
     doctor_at = next(i for i, line in enumerate(dry) if "-m aerecon.doctor" in line)
     touch_at = next(i for i, line in enumerate(dry) if line.startswith("touch ") and ".installed" in line)
     assert dry[0].startswith("rm -f") and doctor_at < touch_at == len(dry) - 1

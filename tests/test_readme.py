@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
+from test_environment import outside_make
 
 BIN = Path(sys.executable).parent
 TINY_TRAIN = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
@@ -38,8 +39,8 @@ def readme_commands() -> list[str]:
 
 def make_recipe(target: str, *variables: str) -> list[str]:
     """The commands `make <target>` runs once installed, with the venv's own programs."""
-    dry = subprocess.run(["make", "-s", "-n", target, *variables], cwd=REPO, capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    dry = subprocess.run(["make", "--no-print-directory", "-s", "-n", target, *variables], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=True, env=outside_make()).stdout
     installing = ("-m pip", "aerecon.doctor") if target != "doctor" else ("-m pip",)  # steps of an outdated install
     return [shlex.quote(str(BIN)) + "/" + line.removeprefix(".venv/bin/")
             for line in dry.splitlines() if line.startswith(".venv/bin/") and not any(s in line for s in installing)]
@@ -137,8 +138,8 @@ def test_every_readme_command_runs_as_written(user):
 def check_torch_index_route(index: str) -> None:
     """Offline, the CUDA 12.6 route is checked as a recipe: the locked torch pair from that index, the
     rest from the lock without torch's CUDA packages (the real install needs PyTorch's server)."""
-    recipe = subprocess.run(["make", "-s", "-n", "-B", "install", f"TORCH_INDEX={index}"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60, check=True).stdout
+    recipe = subprocess.run(["make", "--no-print-directory", "-s", "-n", "-B", "install", f"TORCH_INDEX={index}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, check=True, env=outside_make()).stdout
     lock = (REPO / "requirements.lock").read_text()
     torch_pin = re.search(r"^torch==(\S+)", lock, re.M).group(1)
     assert f"--index-url {index}" in recipe and "$(grep -E '^(torch|torchaudio)=='" in recipe
