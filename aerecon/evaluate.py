@@ -6,11 +6,13 @@ and residual as WAV plus waveform, spectrum, spectrogram and seam figures as PNG
 """
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import hydra
@@ -81,9 +83,27 @@ def select_songs(datamodule: AudioDataModule, split: str) -> list[CachedSong]:
     return songs
 
 
+MAX_NAME_BYTES = 120  # file systems allow 255 bytes a name; leave room for a suffix
+
+
 def safe_name(song_name: str) -> str:
     """A song's relative path as one file-system-safe folder name."""
     return re.sub(r"[^\w.-]+", "_", str(Path(song_name).with_suffix(""))).strip("_") or "song"
+
+
+def media_folders(song_names: list[str]) -> dict[str, str]:
+    """A distinct, readable folder name per song: its safe name, with a short hash of the full
+    relative path where two songs would share one (song.wav, song.flac; my song, my_song) or
+    where it is too long for a file system."""
+    safe = {name: safe_name(name) for name in song_names}
+    taken = Counter(safe.values())
+    folders = {}
+    for name, folder in safe.items():
+        if taken[folder] > 1 or len(folder.encode()) > MAX_NAME_BYTES:
+            digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+            folder = folder.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore") + "-" + digest
+        folders[name] = folder
+    return folders
 
 
 def overall_metrics(per_song: dict[str, dict], lengths: dict[str, int], seams: dict[str, SeamExcess]) -> dict:
@@ -157,6 +177,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.butt_joined:
         seams["seam_excess_db_butt_joined"] = SeamExcess()
     media_left = len(songs) if cfg.max_media_songs is None else cfg.max_media_songs
+    folders = media_folders([song.name for song in songs])
     for song in songs:
         original = torch.from_numpy(np.load(song.file)).to(device)
         if len(original) < 2:
@@ -178,7 +199,7 @@ def evaluate(cfg: DictConfig) -> dict:
         per_song[song.name], lengths[song.name] = metrics, len(original)
         if media_left > 0:
             media_left -= 1
-            write_media(out / "songs" / safe_name(song.name), song.name, original.cpu(), reconstruction.cpu(),
+            write_media(out / "songs" / folders[song.name], song.name, original.cpu(), reconstruction.cpu(),
                         None if butted is None else butted.cpu(), rate, segment)
     if not per_song:
         raise DataError(f"No song of {datamodule.root} could be evaluated")

@@ -184,6 +184,29 @@ def test_evaluate_every_song_of_a_new_folder_skipping_an_unreadable_one(sweep, t
     assert sorted(p.name for p in folder.iterdir()) == ["broken.wav", "song0.wav", "song1.wav"]  # untouched
 
 
+def test_every_song_gets_its_own_media_folder(sweep, tmp_path, shared_dirs):
+    """Names that collide once made file-system-safe, and a nested name too long for one folder name."""
+    _, runs = sweep
+    folder = tmp_path / "clash"
+    deep = "/".join(["a much longer folder name than anyone would type" + str(i) for i in range(6)])
+    names = ["song.wav", "song.flac", "my song.wav", "my_song.wav", f"{deep}/{'ü' * 100}.wav"]
+    t = np.arange(2 * 8000) / 8000
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / name, 0.4 * np.sin(2 * np.pi * (110.0 + 50 * i) * t), 8000)
+    out = tmp_path / "eval"
+    result = run_cli(f"ckpt_path={runs['0_fc']['best_checkpoint']}", f"data.root={folder}", "split=all",
+                     f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["songs"]) == 5
+    media = list((out / "songs").iterdir())
+    assert len(media) == 5 and all((m / "original.wav").is_file() and len(m.name.encode()) < 255 for m in media)
+    assert {"song", "my_song"}.isdisjoint(m.name for m in media)  # colliding names carry their hash
+    originals = {sf.read(m / "original.wav")[0][:400].round(4).tobytes() for m in media}
+    assert len(originals) == 5  # five different songs, none overwritten
+
+
 @pytest.mark.parametrize("args, message", [
     (["ckpt_path=/nope.ckpt"], "does not exist"),
     (["data.sample_rate=8000"], "fixed by the checkpoint"),
