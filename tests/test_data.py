@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from aerecon.audio import load_audio
+from aerecon.audio import find_audio, load_audio
 from aerecon.data import AudioDataModule, DemoDataModule, assign_split
 from aerecon.data.cache import WaveformCache
 from aerecon.data.synth import ensure_demo_dataset, render_track
@@ -38,11 +38,12 @@ def datamodule(root, cache, **kwargs):
 @pytest.mark.parametrize("fmt, subtype, rate, channels", [
     ("wav", "PCM_16", 44100, 2), ("wav", "PCM_24", 48000, 1), ("wav", "FLOAT", 22050, 6),
     ("wav", "PCM_U8", 8000, 1), ("flac", "PCM_16", 96000, 2), ("ogg", "VORBIS", 44100, 2),
-    ("mp3", "MPEG_LAYER_III", 44100, 2),
+    ("mp3", "MPEG_LAYER_III", 44100, 2), ("opus", "OPUS", 48000, 2),
 ])
 def test_any_format_rate_and_channels_decode_to_mono_at_target_rate(tmp_path, fmt, subtype, rate, channels):
     path = tmp_path / f"tone.{fmt}"
-    sf.write(path, sine(441, 1.0, rate, channels), rate, subtype=subtype)
+    sf.write(path, sine(441, 1.0, rate, channels), rate, subtype=subtype, format="OGG" if fmt == "opus" else None)
+    assert path in find_audio(tmp_path)
     wave = load_audio(path, 4410)
     assert wave.dtype == np.float32 and wave.ndim == 1
     assert abs(len(wave) - 4410) <= 1200  # mp3 / vorbis add encoder padding
