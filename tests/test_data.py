@@ -109,6 +109,28 @@ def test_cache_decodes_each_file_once_and_rebuilds_when_it_changes(tmp_path, mon
     assert not list((tmp_path / "cache").rglob("*.tmp"))
 
 
+@pytest.mark.parametrize("damage", ["truncated", "foreign array", "not a .npy", "empty"])
+def test_a_damaged_cache_entry_is_decoded_again_with_a_warning(tmp_path, caplog, damage):
+    music = tmp_path / "music"
+    write_songs(music, ["x.wav", "y.wav"])
+    cache = WaveformCache(tmp_path / "cache", 1000)
+    songs, _ = cache.build(music, sorted(music.iterdir()))
+    good = np.load(songs[0].file)
+    entry = songs[0].file
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:-1000])
+    elif damage == "foreign array":
+        np.save(entry, np.zeros((3, 4), dtype=np.int64))
+    elif damage == "not a .npy":
+        entry.write_bytes(b"RIFF not a numpy file at all")
+    else:
+        entry.write_bytes(b"")
+    songs, skipped = cache.build(music, sorted(music.iterdir()))
+    assert not skipped and [s.num_samples for s in songs] == [2000, 2000]
+    assert np.array_equal(np.load(songs[0].file), good)  # rebuilt from its source, never read as audio
+    assert f"cache entry {entry} of {music / 'x.wav'} is damaged" in caplog.text
+
+
 def test_unusable_files_are_skipped_with_a_reason(tmp_path, caplog):
     music = tmp_path / "music"
     write_songs(music, ["good.wav"])

@@ -43,6 +43,16 @@ def _decode(source: Path, entry: Path, sample_rate: int) -> str | None:
     return None
 
 
+def entry_length(entry: Path) -> int | None:
+    """The samples in a cache entry if it is a whole one (a 1-D float32 array filling its file), else None."""
+    try:
+        array = np.load(entry, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # truncated, not a .npy, unreadable
+        return None
+    whole = isinstance(array, np.memmap) and array.ndim == 1 and array.dtype == np.float32
+    return len(array) if whole and array.offset + array.nbytes == entry.stat().st_size else None
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)  # the workers are the parallelism; threads per worker would oversubscribe
 
@@ -69,6 +79,10 @@ class WaveformCache:
             except OSError as error:
                 skipped[source] = broken_link(source) or f"cannot read ({error.strerror})"
                 continue
+            if entry.exists() and entry_length(entry) is None:
+                log.warning("The cache entry %s of %s is damaged (truncated or not a waveform); decoding it again",
+                            entry, source)
+                entry.unlink(missing_ok=True)
             (songs if entry.exists() else todo).append((source, entry))
         if todo:
             with FileLock(str(self.dir / ".lock")):  # concurrent runs (a sweep's jobs) build it once
@@ -82,10 +96,13 @@ class WaveformCache:
                         skipped[source] = reason
             decoded = sum(reason is None for reason in reasons)
             log.info("Decoded %d of %d files into the cache %s", decoded, len(sources), self.dir)
-        cached = [
-            CachedSong(source, source.relative_to(root).as_posix(), entry, len(np.load(entry, mmap_mode="r")))
-            for source, entry in sorted(songs)
-        ]
+        cached = []
+        for source, entry in sorted(songs):
+            length = entry_length(entry)
+            if length is None:  # damaged after it was checked above, e.g. by another process
+                skipped[source] = f"its cache entry {entry} is damaged; run again to decode it anew"
+                continue
+            cached.append(CachedSong(source, source.relative_to(root).as_posix(), entry, length))
         return cached, skipped
 
     def _decode_all(self, pairs: list[tuple[Path, Path]]) -> list[str | None]:
