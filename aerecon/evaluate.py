@@ -217,7 +217,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "skipped": datamodule.skipped,
     }
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
-    atomic_write(out / "metrics.csv", lambda f: f.write(metrics_csv(results).encode()))
+    atomic_write(out / "metrics.csv", lambda f: f.write(metrics_csv(results).encode("utf-8", "backslashreplace")))
     overall = results["overall"]
     log.info("Overall: snr_db %.2f, si_sdr_db %.2f, seam_excess_db %.2f, band_snr_db low/mid/high %.2f/%.2f/%.2f",
              overall["snr_db"], overall["si_sdr_db"], overall["seam_excess_db"], overall["band_snr_db_low"],

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -129,6 +130,22 @@ def test_a_damaged_cache_entry_is_decoded_again_with_a_warning(tmp_path, caplog,
     assert not skipped and [s.num_samples for s in songs] == [2000, 2000]
     assert np.array_equal(np.load(songs[0].file), good)  # rebuilt from its source, never read as audio
     assert f"cache entry {entry} of {music / 'x.wav'} is damaged" in caplog.text
+
+
+def test_file_names_in_any_encoding_are_used_and_reported(tmp_path):
+    music = tmp_path / "music"
+    music.mkdir()
+    names = [b"ok.wav", b"caf\xe9.wav", b"b\xff\xfe.wav"]  # Latin-1 and invalid UTF-8, as old disks hold
+    for i, name in enumerate(names):
+        with open(os.fsencode(music) + b"/" + name, "wb") as f:
+            sf.write(f, sine(200 + 10 * i, 2.0, 8000), 8000, format="WAV")
+    report = tmp_path / "report.tsv"
+    dm = datamodule(music, tmp_path / "cache", report=str(report), split={"train": 1, "val": 1, "test": 1})
+    dm.setup()
+    assert sorted(os.fsencode(s.name) for s in dm.all_songs()) == sorted(names) and not dm.skipped
+    rows = report.read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(row.startswith("used\t") for row in rows)
+    assert any("caf\\udce9.wav" in row for row in rows)  # the undecodable byte, escaped, not lost
 
 
 def test_unusable_files_are_skipped_with_a_reason(tmp_path, caplog):

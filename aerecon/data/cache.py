@@ -6,6 +6,7 @@ entry appears only complete: it is written to a temporary file, fsynced, then re
 """
 
 import hashlib
+import os
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -67,7 +68,7 @@ class WaveformCache:
     def entry(self, source: Path) -> Path:
         stat = source.stat()
         identity = f"{CACHE_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.sample_rate}|mono"
-        return self.dir / f"{hashlib.sha1(identity.encode()).hexdigest()}.npy"
+        return self.dir / f"{hashlib.sha1(os.fsencode(identity)).hexdigest()}.npy"  # any file name, UTF-8 or not
 
     def build(self, root: Path, sources: list[Path]) -> tuple[list[CachedSong], dict[Path, str]]:
         """Cache every source not cached yet. Returns the usable songs and, per skipped file, why."""

@@ -41,7 +41,7 @@ def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> s
         if top not in SPLITS:
             raise DataError(f"data.split=folders: {name} is not inside a train/, val/ or test/ folder of data.root")
         return top
-    u = int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:8], "big") / 2**64
+    u = int.from_bytes(hashlib.sha1(os.fsencode(f"{seed}:{name}")).digest()[:8], "big") / 2**64
     total, edge = sum(weights.values()), 0.0
     for split in SPLITS:
         edge += weights[split] / total
@@ -324,7 +324,7 @@ class AudioDataModule(L.LightningDataModule):
         rows += [("skipped", "", source, reason) for source, reason in self.skipped.items()]
         text = "".join("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n" for row in rows)
         self.report.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.report, lambda f: f.write(text.encode()))
+        atomic_write(self.report, lambda f: f.write(text.encode("utf-8", "backslashreplace")))
 
     def prepare_data(self) -> None:
         self._cached_songs()
