@@ -14,7 +14,8 @@ import soundfile as sf
 
 import aerecon.audio
 from aerecon.data import AudioDataModule
-from aerecon.errors import DataError
+from aerecon.audio import load_audio, scan
+from aerecon.errors import AudioError, DataError
 from aerecon.train import train
 
 RATE = 1000  # the corpus is decoded at 1 kHz into 0.5 s segments
@@ -116,7 +117,7 @@ def test_every_bad_file_is_used_or_skipped_with_its_reason(corpus, tmp_path, cap
         assert np.sqrt(np.mean(wave**2)) == pytest.approx(0.4 / math.sqrt(2), rel=0.05), name  # mixdown, not sum
     summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Audio under")]
     skipped = sum(row["status"] == "skipped" for row in rows.values())
-    assert len(summary) == 1 and f"{skipped} skipped; report: {report}" in summary[0]
+    assert len(summary) == 1 and f"{skipped} skipped, 0 other files; report: {report}" in summary[0]
     assert "2 of them shorter than one 0.5 s segment" in summary[0]
     assert len(dm.datasets["train"]) > 0
 
@@ -143,3 +144,37 @@ def test_the_bad_corpus_trains_an_epoch_with_finite_metrics(corpus, make_cfg):
     assert all(math.isfinite(v) for v in results["test"].values()), results["test"]
     report = read_report(Path(cfg.paths.run_dir) / "data_report.tsv")
     assert report["rate192k.wav"]["status"] == "used" and report["notes.wav"]["status"] == "skipped"
+
+
+def test_a_header_claiming_an_absurd_rate_channels_or_length_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "hostile.wav"
+    sf.write(path, tone(1.0, 8000), 8000, subtype="PCM_16")  # 16 KB
+    data = bytearray(path.read_bytes())
+    data[24:28] = (2**31 - 1).to_bytes(4, "little")  # the fmt chunk's sample rate
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"hostile.wav: its header claims 2147483647 Hz \(readable: 100 to 768000 Hz\)"):
+        load_audio(path, 4410)
+    data[24:28] = (8000).to_bytes(4, "little")
+    data[22:24] = (1000).to_bytes(2, "little")  # channels
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match="its header claims 1000 channels"):
+        load_audio(path, 4410)
+
+
+def test_linked_folders_are_followed_once_and_every_other_file_is_reported(tmp_path):
+    root, elsewhere = tmp_path / "music", tmp_path / "elsewhere"
+    sf.write(mkdirs(root / "albums/a.wav"), tone(1.0, 8000), 8000)
+    sf.write(mkdirs(elsewhere / "b.flac"), tone(1.0, 8000), 8000)
+    (root / "albums/cover.jpg").write_bytes(b"not audio")
+    (root / "linked").symlink_to(elsewhere)  # a folder kept on another disk
+    (root / "albums/loop").symlink_to(root)  # a link back up: followed, it would never end
+    audio, other = scan(root)
+    assert audio == [root / "albums/a.wav", root / "linked/b.flac"]
+    assert other[root / "albums/cover.jpg"].startswith("not an audio file")
+    assert other[root / "albums/loop"].startswith("a link to a folder already scanned")
+    assert len(other) == 2
+
+
+def mkdirs(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -20,7 +20,7 @@ from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from aerecon import segment_samples
-from aerecon.audio import AUDIO_EXTENSIONS, find_audio
+from aerecon.audio import AUDIO_EXTENSIONS, scan
 from aerecon.data.cache import CachedSong, WaveformCache
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.errors import ConfigError, DataError
@@ -283,12 +283,13 @@ class AudioDataModule(L.LightningDataModule):
         self.datasets: dict[str, SegmentDataset] = {}
         self._all_songs: list[CachedSong] | None = None
         self.skipped: dict[str, str] = {}  # unusable files and why, once scanned
+        self.not_audio: dict[Path, str] = {}  # every other file and folder the scan passed over, and why
         self.report = Path(report).expanduser() if report else None
 
     def _sources(self) -> list[Path]:
         if not self.root.is_dir():
             raise DataError(f"data.root={self.root} is not a folder")
-        sources = find_audio(self.root)
+        sources, self.not_audio = scan(self.root)
         if not sources:
             kinds = ", ".join(sorted(AUDIO_EXTENSIONS))
             raise DataError(f"No audio files ({kinds}) found under {self.root}")
@@ -314,14 +315,16 @@ class AudioDataModule(L.LightningDataModule):
         seconds = sum(s.num_samples for s in songs) / self.sample_rate
         segment = self.segment_samples / self.sample_rate
         log.info("Audio under %s: %d files used (%.1f min), %d of them shorter than one %g s segment "
-                 "(evaluated, not trained on), %d skipped%s", self.root, len(songs), seconds / 60, len(short),
-                 segment, len(self.skipped), f"; report: {self.report}" if self.report else "")
+                 "(evaluated, not trained on), %d skipped, %d other files%s", self.root, len(songs), seconds / 60,
+                 len(short), segment, len(self.skipped), len(self.not_audio),
+                 f"; report: {self.report}" if self.report else "")
         if self.report is None:
             return
         rows = [("status", "seconds", "file", "reason")]
         rows += [("short" if s in short else "used", f"{s.num_samples / self.sample_rate:.3f}", str(s.source),
                   f"shorter than one {segment:g} s segment" if s in short else "") for s in songs]
         rows += [("skipped", "", source, reason) for source, reason in self.skipped.items()]
+        rows += [("not audio", "", str(path), reason) for path, reason in self.not_audio.items()]
         text = "".join("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n" for row in rows)
         self.report.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.report, lambda f: f.write(text.encode("utf-8", "backslashreplace")))
