@@ -26,6 +26,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def load_checkpoint_config(path: str | Path) -> dict:
     """The resolved run config stored in an aerecon checkpoint; a clear error for anything else."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints/last.ckpt", path / "last.ckpt") if p.is_file()), None)
+        raise ConfigError(f"ckpt_path={path} is a folder, not a checkpoint; " + (
+            f"its latest checkpoint: ckpt_path={inside}" if inside else
+            "e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"))
     if not path.is_file():
         raise ConfigError(f"ckpt_path={path} does not exist; e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
     try:

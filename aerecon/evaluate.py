@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.audio import signal_noise_ratio
 
 from aerecon.checkpoint import load_model
+from aerecon.checks import check_evaluate
 from aerecon.config import build
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import SPLITS, AudioDataModule
@@ -163,6 +164,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    check_evaluate(cfg)
     device = resolve_device(cfg.device)
     model, saved = load_model(cfg.ckpt_path, device)
     datamodule = build(data_config(cfg, saved))

@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon import CONF_DIR
+from aerecon.checks import check_train
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
 from aerecon.quiet import silence_third_party
@@ -266,6 +267,7 @@ def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
 def main(cfg: DictConfig) -> None:
     silence_third_party()
     with exit_on_user_error():
+        check_train(cfg)
         model = instantiate(cfg.model)
         plan = plan_memory(cfg, model)
         print(f"Memory plan for model={cfg.model_name} precision={_precision(cfg)} batch={cfg.data.batch_size}:")

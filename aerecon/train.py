@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from aerecon import CONF_DIR, run_folder_of
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
+from aerecon.checks import check_train
 from aerecon.config import build
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.files import atomic_write
@@ -105,6 +106,7 @@ def assemble(cfg: DictConfig) -> Run:
 
 def train(cfg: DictConfig) -> dict:
     """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
+    check_train(cfg)
     if cfg.ckpt_path:
         run_dir = _resume_into(cfg)
         with open_dict(cfg):

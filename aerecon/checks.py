@@ -1,0 +1,109 @@
+"""Every numeric or enumerated setting a user types, checked before any work: one message per
+fault, naming the key and a valid example (`aerecon: error: ...`, exit code 2)."""
+
+import re
+from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from aerecon.errors import ConfigError
+
+MISSING = object()
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def whole(low: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def positive(v) -> bool:
+    return _number(v) and v > 0
+
+
+def at_least_zero(v) -> bool:
+    return _number(v) and v >= 0
+
+
+def optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: v is None or check(v)
+
+
+def max_epochs(v) -> bool:  # Lightning: -1 (or null with no other limit) trains until stopped
+    return v is None or v == -1 or whole(1)(v)
+
+
+def max_time(v) -> bool:
+    return v is None or isinstance(v, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", v) is not None
+
+
+# key: (check, what it must be, a valid example)
+TRAIN = {
+    "seed": (whole(0), "a whole number", "seed=1234"),
+    "budget_gb": (optional(positive), "GiB above 0, or null (no check)", "budget_gb=8"),
+    "data.batch_size": (whole(1), "a whole number of segments, at least 1", "data.batch_size=40"),
+    "data.num_workers": (whole(0), "a whole number of loader processes, 0 or more", "data.num_workers=2"),
+    "data.decode_workers": (optional(whole(1)), "a whole number of processes, at least 1, or null", "data.decode_workers=2"),
+    "data.sample_rate": (positive, "a positive rate in Hz", "data.sample_rate=4410"),
+    "data.segment_seconds": (positive, "a positive length in seconds", "data.segment_seconds=3.0"),
+    "data.jitter": (lambda v: _number(v) and 0 <= v <= 1, "a fraction from 0 to 1", "data.jitter=0.5"),
+    "data.split_seed": (whole(0), "a whole number", "data.split_seed=0"),
+    "optimizer.lr": (positive, "a learning rate above 0", "optimizer.lr=1e-4"),
+    "optimizer.weight_decay": (at_least_zero, "0 or more", "optimizer.weight_decay=1e-5"),
+    "trainer.max_epochs": (max_epochs, "a whole number of epochs, at least 1 (or -1: no limit)", "trainer.max_epochs=500"),
+    "trainer.min_epochs": (optional(whole(0)), "a whole number of epochs, 0 or more", "trainer.min_epochs=1"),
+    "trainer.max_time": (max_time, "a wall-clock limit DD:HH:MM:SS, or null", "trainer.max_time=00:12:00:00"),
+    "trainer.log_every_n_steps": (whole(1), "a whole number of steps, at least 1", "trainer.log_every_n_steps=50"),
+    "trainer.accumulate_grad_batches": (whole(1), "a whole number of batches, at least 1", "trainer.accumulate_grad_batches=2"),
+    "trainer.check_val_every_n_epoch": (whole(1), "a whole number of epochs, at least 1", "trainer.check_val_every_n_epoch=1"),
+    "trainer.gradient_clip_val": (optional(positive), "a norm above 0, or null", "trainer.gradient_clip_val=1.0"),
+    "trainer.devices": (lambda v: whole(1)(v) or v == "auto" or isinstance(v, (list, tuple)) and v,
+                        "a number of devices, a list of them, or auto", "trainer.devices=1"),
+    "callbacks.early_stopping.patience": (whole(0), "a whole number of epochs, 0 or more",
+                                          "callbacks.early_stopping.patience=50"),
+    "callbacks.reconstruction_preview.every_n_epochs": (whole(1), "a whole number of epochs, at least 1",
+                                                        "callbacks.reconstruction_preview.every_n_epochs=5"),
+    "callbacks.reconstruction_preview.max_seconds": (positive, "seconds above 0",
+                                                     "callbacks.reconstruction_preview.max_seconds=30"),
+}
+EVALUATE = {
+    "batch_size": (whole(1), "a whole number of segments per pass, at least 1", "batch_size=40"),
+    "max_media_songs": (optional(whole(0)), "a whole number of songs, 0 or more, or null (every song)",
+                        "max_media_songs=4"),
+    "stitch.notches": (whole(1), "a whole number, at least 1", "stitch.notches=8"),
+    "stitch.overlap": (lambda v: _number(v) and 0 <= v <= 0.5, "a fraction from 0 to 0.5", "stitch.overlap=0.5"),
+    "stitch.window": (lambda v: v in ("notched", "crossfade"), "notched or crossfade", "stitch.window=notched"),
+    "butt_joined": (lambda v: isinstance(v, bool), "true or false", "butt_joined=true"),
+}
+
+
+def _value(cfg: DictConfig, key: str):
+    try:
+        return OmegaConf.select(cfg, key, default=MISSING, throw_on_missing=True)
+    except MissingMandatoryValue:
+        return MISSING
+
+
+def check(cfg: DictConfig, rules: dict) -> None:
+    """Raises ConfigError for the first setting in `rules` that `cfg` holds with an unusable value
+    (a setting the config does not have, e.g. a disabled callback's, is not checked)."""
+    for key, (ok, must, example) in rules.items():
+        value = _value(cfg, key)
+        if value is MISSING or ok(value):
+            continue
+        shown = f"'{value}'" if isinstance(value, str) else value
+        raise ConfigError(f"{key}={shown}: must be {must}, e.g. {example}")
+
+
+def check_train(cfg: DictConfig) -> None:
+    check(cfg, TRAIN)
+
+
+def check_evaluate(cfg: DictConfig) -> None:
+    if _value(cfg, "ckpt_path") in (MISSING, None, ""):
+        raise ConfigError("ckpt_path is not set: name the checkpoint to evaluate, e.g. "
+                          "ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
+    check(cfg, EVALUATE)
