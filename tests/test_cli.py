@@ -107,6 +107,7 @@ def test_a_run_is_quiet_and_resuming_it_stays_in_its_folder(tmp_path, shared_dir
                      shared=shared_dirs)
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert list((tmp_path / "logs/train/runs").iterdir()) == [run]
+    assert "exists and is not empty" not in longer.stdout + longer.stderr  # the folder is meant to be full
     assert json.loads((run / "results.json").read_text())["epochs"] == 2
     assert "Resuming" in (run / "train.log").read_text()
     assert len(scalars(run / "tensorboard", "val/loss")) == 2

@@ -203,3 +203,25 @@ def test_best_and_last_checkpoints_share_storage_and_survive_each_other(make_cfg
     last, best = tmp_path / "apart/checkpoints/last.ckpt", Path(results["best_checkpoint"])
     assert best.name == "best-epoch000.ckpt" and last.stat().st_ino != best.stat().st_ino
     assert torch.load(last, weights_only=True)["epoch"] == 2
+
+
+def test_resume_says_how_the_songs_changed(make_cfg, tmp_path, caplog):
+    import numpy as np
+    import soundfile as sf
+
+    music = tmp_path / "music"
+    music.mkdir()
+    t = np.arange(2 * 8000) / 8000
+    for i in range(6):
+        sf.write(music / f"song{i}.wav", 0.3 * np.sin(2 * np.pi * (100 + 20 * i) * t), 8000)
+    folder = ["data=folder", f"data.root={music}", "~data.num_songs", "~data.song_seconds", "~data.render_rate",
+              "data.split={train:1,val:1,test:1}", "data.num_workers=0", "model=fc", "test=false"]
+    cfg = make_cfg(*folder, "trainer.max_epochs=1")
+    train(cfg)
+    (music / "song5.wav").unlink()
+    sf.write(music / "song6.wav", 0.3 * np.sin(2 * np.pi * 400 * t), 8000)
+    sf.write(music / "song0.wav", 0.3 * np.sin(2 * np.pi * 90 * np.arange(3 * 8000) / 8000), 8000)  # edited
+    resumed = make_cfg(*folder, "trainer.max_epochs=2", f"ckpt_path={cfg.paths.run_dir}/checkpoints/last.ckpt")
+    train(resumed)
+    warnings = [r.getMessage() for r in caplog.records if "changed since this checkpoint" in r.getMessage()]
+    assert len(warnings) == 1 and "1 added, 1 removed, 1 changed" in warnings[0] and str(music) in warnings[0]

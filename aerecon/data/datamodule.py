@@ -332,6 +332,20 @@ class AudioDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         self._cached_songs()
 
+    def state_dict(self) -> dict:
+        """Rides in checkpoints: each song's cache key (its path, size and modification time)."""
+        return {"songs": {song.name: song.file.stem for song in self._cached_songs()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """On resume: says how the songs under data.root changed since the checkpoint was saved."""
+        saved, now = state.get("songs", {}), {song.name: song.file.stem for song in self._cached_songs()}
+        added, removed = now.keys() - saved.keys(), saved.keys() - now.keys()
+        changed = {name for name in now.keys() & saved.keys() if now[name] != saved[name]}
+        if added or removed or changed:
+            log.warning("The songs under %s changed since this checkpoint was saved: %d added, %d removed, %d changed "
+                        "(e.g. %s). Training goes on with the songs there now; unchanged songs keep their split.",
+                        self.root, len(added), len(removed), len(changed), sorted(added | removed | changed)[0])
+
     def all_songs(self) -> list[CachedSong]:
         """Every usable song under the root, whatever its split (e.g. to evaluate a new folder)."""
         return self._cached_songs()
