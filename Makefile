@@ -35,12 +35,15 @@ endif
 	$(PY) -m aerecon.doctor
 	touch $@
 
-# Re-resolve every pin (after editing pyproject.toml's dependencies); `make install` then applies it.
+# Re-resolve the lock after editing pyproject.toml's dependencies, keeping every pin that still
+# fits (`make lock LOCK_FLAGS=--upgrade` moves every package to its newest release instead);
+# `make install` then applies it.
+LOCK_FLAGS ?=
 lock:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(VENV)/bin/uv || $(PIP) install --quiet $$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra notebook --universal \
-		--python-version 3.10 --upgrade -o $(LOCK)
+		--python-version 3.10 $(LOCK_FLAGS) -o $(LOCK)
 
 # The demo sweep: both thesis architectures (small) and their linear floors, then the report
 # (report.md, report.csv, val_loss.png) in the sweep folder.

@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
@@ -10,7 +11,12 @@ import torchaudio.functional as AF
 
 from aerecon.errors import AudioError
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
+# soundfile (libsndfile) decodes these; FFmpeg (PyAV) the rest: AAC and ALAC in MP4 containers,
+# and the audio track of video files.
+SOUNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"})
+FFMPEG_EXTENSIONS = frozenset({".m4a", ".m4b", ".aac", ".alac", ".caf", ".mp4", ".m4v", ".mov", ".mkv", ".mka",
+                               ".webm", ".wma", ".wmv", ".avi"})
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 SILENCE_PEAK = 10 ** (-90 / 20)  # a file whose loudest sample is below -90 dBFS counts as silent
 
 
@@ -63,6 +69,32 @@ def check_header(info) -> None:
                          f"(readable: up to {MAX_HOURS} hours)")
 
 
+def _decode_ffmpeg(f) -> tuple[np.ndarray, int]:
+    """The first audio track of any container FFmpeg reads, as float32 [frames, channels]."""
+    import av  # here: only files soundfile cannot read need FFmpeg
+
+    try:
+        with av.open(f, metadata_errors="ignore") as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioError("has no audio track")
+            layout = stream.codec_context.layout
+            channels = len(layout.channels) if layout is not None else 0
+            seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+            check_header(SimpleNamespace(samplerate=stream.rate or 0, channels=channels,
+                                         frames=int(seconds * (stream.rate or 0))))
+            planar = av.AudioResampler(format="fltp")  # float, one row per channel, whatever the codec gives
+            chunks = [frame.to_ndarray() for packet in container.demux(stream) for decoded in packet.decode()
+                      for frame in planar.resample(decoded)]
+            chunks += [frame.to_ndarray() for frame in planar.resample(None)]
+            rate = stream.rate
+    except av.FFmpegError as error:
+        raise AudioError(f"cannot decode ({error.strerror or error})") from error
+    if not chunks:
+        return np.zeros((0, 1), dtype=np.float32), rate
+    return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), rate
+
+
 def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Decode with soundfile, average the channels, resample with torchaudio.
 
@@ -74,9 +106,12 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
         raise AudioError(f"{path}: {reason}")
     try:
         with open(path, "rb") as f:  # opened here, so a permission problem is reported as one
-            check_header(sf.info(f))
-            f.seek(0)
-            data, source_rate = sf.read(f, dtype="float32", always_2d=True)
+            if path.suffix.lower() in FFMPEG_EXTENSIONS:
+                data, source_rate = _decode_ffmpeg(f)
+            else:
+                check_header(sf.info(f))
+                f.seek(0)
+                data, source_rate = sf.read(f, dtype="float32", always_2d=True)
     except AudioError as error:
         raise AudioError(f"{path}: {error}") from None
     except OSError as error:

@@ -15,7 +15,7 @@ from aerecon.audio import find_audio, load_audio
 from aerecon.data import AudioDataModule, DemoDataModule, assign_split
 from aerecon.data.cache import WaveformCache
 from aerecon.data.synth import ensure_demo_dataset, render_track
-from aerecon.errors import ConfigError, DataError
+from aerecon.errors import AudioError, ConfigError, DataError
 
 
 def sine(freq, seconds, rate, channels=1, amplitude=0.5):
@@ -353,3 +353,64 @@ def test_loader_batches_are_the_samplers_segments_in_order(tmp_path, workers):
         song = np.load(train.songs[train.index[i][0]].file)
         start = train.offset(i, epoch)
         assert np.array_equal(segment[0].numpy(), song[start : start + dm.segment_samples])
+
+
+def write_with_ffmpeg(path: Path, codec: str, rate: int = 44100, video: str | None = None, seconds: float = 1.0) -> None:
+    """A stereo 441 Hz tone in any container and codec FFmpeg writes (PyAV), with a video track if asked."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        if video:
+            picture = out.add_stream(video, rate=10)
+            picture.width, picture.height, picture.pix_fmt = 32, 32, "yuv420p"
+        sound = out.add_stream(codec, rate=rate, layout="stereo")
+        codec_format = sound.codec_context.codec.audio_formats[0].name
+        frame = av.AudioFrame.from_ndarray(np.tile(sine(441, seconds, rate).reshape(-1).astype(np.float32), (2, 1)), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=codec_format, layout="stereo", rate=rate,
+                                      frame_size=sound.codec_context.frame_size or None)
+        for chunk in resampler.resample(frame) + resampler.resample(None):
+            out.mux(sound.encode(chunk))
+        out.mux(sound.encode(None))
+        if video:
+            image = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for i in range(int(10 * seconds)):
+                image.pts = i
+                out.mux(picture.encode(image))
+            out.mux(picture.encode(None))
+
+
+@pytest.mark.parametrize("name, codec, video", [
+    ("aac.m4a", "aac", None), ("alac.m4a", "alac", None), ("raw.aac", "aac", None),
+    ("film.mp4", "aac", "mpeg4"), ("film.mkv", "aac", "mpeg4"), ("clip.webm", "libopus", "libvpx"),
+])
+def test_aac_alac_and_the_audio_of_video_files_decode(tmp_path, name, codec, video):
+    path = tmp_path / name
+    write_with_ffmpeg(path, codec, rate=48000 if codec == "libopus" else 44100, video=video)
+    assert find_audio(tmp_path) == [path]
+    wave = load_audio(path, 4410)
+    assert wave.dtype == np.float32 and abs(len(wave) - 4410) <= 300  # encoder priming and padding
+    peak_hz = np.argmax(np.abs(np.fft.rfft(wave[:4096]))) * 4410 / 4096
+    assert abs(peak_hz - 441) < 5
+    assert np.sqrt(np.mean(wave[500:4000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)  # mixed down, not summed
+
+
+def test_a_video_without_sound_or_a_damaged_m4a_is_skipped_with_its_reason(tmp_path):
+    import av
+
+    silent_film = tmp_path / "silent.mp4"
+    with av.open(str(silent_film), "w") as out:
+        picture = out.add_stream("mpeg4", rate=10)
+        picture.width, picture.height, picture.pix_fmt = 32, 32, "yuv420p"
+        image = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+        for i in range(5):
+            image.pts = i
+            out.mux(picture.encode(image))
+        out.mux(picture.encode(None))
+    with pytest.raises(AudioError, match="silent.mp4: has no audio track"):
+        load_audio(silent_film, 4410)
+    damaged = tmp_path / "damaged.m4a"
+    damaged.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(range(256)) * 4)
+    with pytest.raises(AudioError, match="damaged.m4a: cannot decode"):
+        load_audio(damaged, 4410)
