@@ -18,6 +18,7 @@ FFMPEG_EXTENSIONS = frozenset({".m4a", ".m4b", ".aac", ".alac", ".caf", ".mp4", 
                                ".webm", ".wma", ".wmv", ".avi"})
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 SILENCE_PEAK = 10 ** (-90 / 20)  # a file whose loudest sample is below -90 dBFS counts as silent
+ABSURD_PEAK = 1000.0  # 60 dB over full scale: a float file this loud is damaged, and would train as NaN
 
 
 # What a header may claim before anything is allocated: beyond these, it is damaged or hostile.
@@ -123,7 +124,10 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     mono = data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(mono).all():
         raise AudioError(f"{path}: contains NaN or Inf samples")
-    if np.abs(mono).max() < SILENCE_PEAK:
+    peak = float(np.abs(mono).max())
+    if peak > ABSURD_PEAK:
+        raise AudioError(f"{path}: samples reach {peak:.3g}, over {ABSURD_PEAK:g} times full scale (a damaged float file?)")
+    if peak < SILENCE_PEAK:
         raise AudioError(f"{path}: silent (no sample above -90 dBFS)")
     if source_rate != sample_rate:
         mono = AF.resample(torch.from_numpy(mono), source_rate, sample_rate).numpy()

@@ -107,6 +107,13 @@ def test_cache_decodes_each_file_once_and_rebuilds_when_it_changes(tmp_path, mon
     write_songs(music, ["x.wav"], seconds=3.0)  # edited file
     songs, _ = cache.build(music, sorted(music.iterdir()))
     assert len(calls) == 5 and songs[0].num_samples == 3000
+    before = (music / "y.wav").stat()
+    data = bytearray((music / "y.wav").read_bytes())
+    data[-2000:] = bytes(2000)  # an edit that keeps the size, then the modification time put back
+    (music / "y.wav").write_bytes(bytes(data))
+    os.utime(music / "y.wav", ns=(before.st_atime_ns, before.st_mtime_ns))
+    songs, _ = cache.build(music, sorted(music.iterdir()))
+    assert len(calls) == 6 and np.abs(np.load(songs[1].file)[-100:]).max() < 1e-6
     assert not list((tmp_path / "cache").rglob("*.tmp"))
 
 
@@ -146,6 +153,43 @@ def test_file_names_in_any_encoding_are_used_and_reported(tmp_path):
     rows = report.read_text().splitlines()[1:]
     assert len(rows) == 3 and all(row.startswith("used\t") for row in rows)
     assert any("caf\\udce9.wav" in row for row in rows)  # the undecodable byte, escaped, not lost
+
+
+def test_a_decoder_failure_skips_one_file_and_absurd_samples_are_named(tmp_path, monkeypatch):
+    import aerecon.data.cache as cache_module
+
+    music = tmp_path / "music"
+    write_songs(music, ["a.wav", "b.wav", "c.wav"])
+    sf.write(music / "loud.wav", np.full(2000, 1e30, dtype=np.float32), 8000, subtype="FLOAT")
+    real = cache_module.load_audio
+    monkeypatch.setattr(cache_module, "load_audio",
+                        lambda p, sr: (_ for _ in ()).throw(ValueError("odd frame")) if p.name == "b.wav" else real(p, sr))
+    songs, skipped = WaveformCache(tmp_path / "cache", 1000).build(music, sorted(music.iterdir()))
+    assert [s.name for s in songs] == ["a.wav", "c.wav"]
+    assert skipped[music / "b.wav"] == "the decoder failed (ValueError: odd frame)"
+    assert skipped[music / "loud.wav"].startswith("samples reach 1e+30, over 1000 times full scale")
+
+
+def test_a_cache_that_cannot_be_written_is_one_message_with_the_space_needed(tmp_path, monkeypatch):
+    import errno
+
+    import aerecon.data.cache as cache_module
+
+    music = tmp_path / "music"
+    write_songs(music, ["a.wav", "b.wav"], seconds=60.0)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with pytest.raises(DataError, match=f"cannot write the audio cache in {blocked}/cache/sr1000 .*: decoding these 2 "
+                                        r"files needs about 0.5 MB there \([\d,]+ MB free\)\. Point paths.cache_dir"):
+        WaveformCache(blocked / "cache", 1000).build(music, sorted(music.iterdir()))
+
+    def full(target, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "atomic_write", full)
+    with pytest.raises(DataError, match=r"\(No space left on device\): decoding these 2 files needs about 0.5 MB"):
+        WaveformCache(tmp_path / "cache", 1000).build(music, sorted(music.iterdir()))
+    assert sorted(p.name for p in music.iterdir()) == ["a.wav", "b.wav"]
 
 
 def test_unusable_files_are_skipped_with_a_reason(tmp_path, caplog):

@@ -1,12 +1,15 @@
 """Decode-once cache: each source file becomes a float32 .npy at the target sample rate.
 
-A cache entry is keyed by the file's identity (resolved path, size, modification time) and
-the preprocessing settings, so editing a file or changing the sample rate rebuilds it. An
+A cache entry is keyed by the file's identity (resolved path, size, modification time, a
+fingerprint of its content) and the preprocessing settings, so editing a file or changing the
+sample rate rebuilds it. An
 entry appears only complete: it is written to a temporary file, fsynced, then renamed.
 """
 
+import contextlib
 import hashlib
 import os
+import shutil
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from filelock import FileLock
 from tqdm import tqdm
 
 from aerecon.audio import broken_link, load_audio
-from aerecon.errors import AudioError
+from aerecon.errors import AudioError, DataError
 from aerecon.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -34,14 +38,34 @@ class CachedSong:
     num_samples: int
 
 
+class CacheWriteError(OSError):
+    """The cache folder cannot take an entry (read-only, full, no permission): no file's fault."""
+
+
 def _decode(source: Path, entry: Path, sample_rate: int) -> str | None:
     """Decodes one file into its cache entry; returns why it is unusable, or None."""
     try:
         waveform = load_audio(source, sample_rate)
     except AudioError as error:
         return str(error).removeprefix(f"{source}: ")
-    atomic_write(entry, lambda f: np.save(f, waveform))
+    except Exception as error:  # a decoder's own failure on one file must not stop the others
+        return f"the decoder failed ({type(error).__name__}: {error})"
+    try:
+        atomic_write(entry, lambda f: np.save(f, waveform))
+    except OSError as error:
+        raise CacheWriteError(error.errno, error.strerror, str(entry.parent)) from None
     return None
+
+
+def fingerprint(source: Path, size: int, block: int = 16384) -> str:
+    """A cheap content fingerprint: the file's first, middle and last 16 KiB, where tag editors and
+    re-encoders write, so an edit that keeps the size and modification time is still noticed."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(source, "rb") as f:
+        for offset in sorted({0, max(0, size // 2 - block // 2), max(0, size - block)}):
+            f.seek(offset)
+            digest.update(f.read(block))
+    return digest.hexdigest()
 
 
 def entry_length(entry: Path) -> int | None:
@@ -67,12 +91,12 @@ class WaveformCache:
 
     def entry(self, source: Path) -> Path:
         stat = source.stat()
-        identity = f"{CACHE_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.sample_rate}|mono"
+        identity = (f"{CACHE_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{fingerprint(source, stat.st_size)}"
+                    f"|{self.sample_rate}|mono")
         return self.dir / f"{hashlib.sha1(os.fsencode(identity)).hexdigest()}.npy"  # any file name, UTF-8 or not
 
     def build(self, root: Path, sources: list[Path]) -> tuple[list[CachedSong], dict[Path, str]]:
         """Cache every source not cached yet. Returns the usable songs and, per skipped file, why."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         songs, skipped, todo = [], {}, []
         for source in sources:
             try:
@@ -83,13 +107,17 @@ class WaveformCache:
             if entry.exists() and entry_length(entry) is None:
                 log.warning("The cache entry %s of %s is damaged (truncated or not a waveform); decoding it again",
                             entry, source)
-                entry.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only cache: reported below, with the others
+                    entry.unlink(missing_ok=True)
             (songs if entry.exists() else todo).append((source, entry))
         if todo:
-            with FileLock(str(self.dir / ".lock")):  # concurrent runs (a sweep's jobs) build it once
+            with self._writable([source for source, _ in todo]):  # concurrent runs (a sweep's jobs) build it once
                 waiting = [(source, entry) for source, entry in todo if not entry.exists()]
                 songs += [pair for pair in todo if pair not in waiting]  # built by another process meanwhile
-                reasons = self._decode_all(waiting)
+                try:
+                    reasons = self._decode_all(waiting)
+                except CacheWriteError as error:
+                    raise DataError(self._cannot_write(error, [source for source, _ in waiting])) from None
                 for (source, entry), reason in zip(waiting, reasons):
                     if reason is None:
                         songs.append((source, entry))
@@ -105,6 +133,36 @@ class WaveformCache:
                 continue
             cached.append(CachedSong(source, source.relative_to(root).as_posix(), entry, length))
         return cached, skipped
+
+    @contextlib.contextmanager
+    def _writable(self, sources: list[Path]):
+        """The cache folder, locked for this process; a DataError if it cannot be written at all."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.dir / ".lock"))
+            lock.acquire()
+        except OSError as error:
+            raise DataError(self._cannot_write(error, sources)) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _cannot_write(self, error: OSError, sources: list[Path]) -> str:
+        """One message for a cache that cannot be written: the folder, why, and the space it needs."""
+        seconds = 0.0
+        for source in sources:
+            try:
+                info = sf.info(str(source))
+                seconds += info.frames / info.samplerate
+            except Exception:  # not readable by soundfile (e.g. M4A): estimate from its size, ~128 kbit/s
+                seconds += source.stat().st_size * 8 / 128_000
+        needed = seconds * self.sample_rate * 4 / 2**20
+        existing = next(folder for folder in (self.dir, *self.dir.parents) if folder.exists())
+        free = shutil.disk_usage(existing).free / 2**20
+        return (f"cannot write the audio cache in {self.dir} ({error.strerror}): decoding these {len(sources)} files "
+                f"needs about {needed:,.1f} MB there ({free:,.0f} MB free). Point paths.cache_dir at a writable "
+                f"folder with room, e.g. paths.cache_dir=$HOME/.cache/aerecon")
 
     def _decode_all(self, pairs: list[tuple[Path, Path]]) -> list[str | None]:
         progress = dict(total=len(pairs), desc=f"Caching audio at {self.sample_rate} Hz", unit="file")
