@@ -225,3 +225,19 @@ def test_resume_says_how_the_songs_changed(make_cfg, tmp_path, caplog):
     train(resumed)
     warnings = [r.getMessage() for r in caplog.records if "changed since this checkpoint" in r.getMessage()]
     assert len(warnings) == 1 and "1 added, 1 removed, 1 changed" in warnings[0] and str(music) in warnings[0]
+
+
+def test_resuming_a_checkpoint_kept_elsewhere_writes_only_into_a_run_folder(make_cfg, tmp_path):
+    import shutil
+
+    cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
+    train(cfg)
+    elsewhere = tmp_path / "downloads"
+    elsewhere.mkdir()
+    kept = shutil.copy(Path(cfg.paths.run_dir) / "checkpoints/last.ckpt", elsewhere / "model.ckpt")
+    resumed = make_cfg("model=fc", "trainer.max_epochs=2", "test=false", f"ckpt_path={kept}")
+    resumed.paths.run_dir = str(tmp_path / "new_run")  # Hydra's fresh run folder
+    results = train(resumed)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["model.ckpt"]  # nothing written beside it
+    assert results["epochs"] == 2 and (tmp_path / "new_run/results.json").is_file()
+    assert (tmp_path / "new_run/checkpoints/last.ckpt").is_file()
