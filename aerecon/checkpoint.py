@@ -44,6 +44,23 @@ def load_checkpoint_config(path: str | Path) -> dict:
     return config
 
 
+def check_weights(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """A clear error when a checkpoint's weights do not fit the model its own config describes
+    (an edited checkpoint, or one whose config was changed by hand)."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    wrong = sorted(name for name in expected.keys() & found.keys() if expected[name] != found[name])
+    if missing or extra or wrong:
+        details = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(extra[:3])}" if extra else "",
+            "; ".join(f"{name} is {list(found[name])} but the model has {list(expected[name])}" for name in wrong[:3]),
+        ) if part)
+        raise ConfigError(f"ckpt_path={path}: its weights do not fit the model its config describes ({details}). "
+                          "It was edited, or its config does not belong to it; use the run's own last.ckpt")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode with the checkpoint's weights, the run's resolved config) from a checkpoint."""
     from aerecon.config import build  # here, so reading a config stays import-light
@@ -51,5 +68,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     config = load_checkpoint_config(path)
     model = build(config["model"])
     state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    check_weights(model, state, path)
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon import CONF_DIR, run_folder_of
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
-from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
+from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
 from aerecon.checks import check_train
 from aerecon.config import build
 from aerecon.errors import ConfigError, exit_on_user_error
@@ -124,6 +124,9 @@ def train(cfg: DictConfig) -> dict:
         log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
     run_dir = Path(cfg.paths.run_dir)
     run = assemble(cfg)
+    if cfg.ckpt_path:  # Lightning's own loading would fail deep inside with a traceback
+        state = torch.load(Path(cfg.ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=True)
+        check_weights(run.model, state.get("state_dict", {}), cfg.ckpt_path)
     datamodule, model, trainer, best, logger = run.datamodule, run.model, run.trainer, run.best, run.trainer.logger
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)

@@ -241,3 +241,21 @@ def test_resuming_a_checkpoint_kept_elsewhere_writes_only_into_a_run_folder(make
     assert sorted(p.name for p in elsewhere.iterdir()) == ["model.ckpt"]  # nothing written beside it
     assert results["epochs"] == 2 and (tmp_path / "new_run/results.json").is_file()
     assert (tmp_path / "new_run/checkpoints/last.ckpt").is_file()
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_clear_error(make_cfg, tmp_path):
+    from aerecon.checkpoint import load_model
+
+    cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
+    train(cfg)
+    checkpoint = torch.load(Path(cfg.paths.run_dir) / "checkpoints/last.ckpt", weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = torch.zeros(3, 3)  # weights of another model under this config
+    edited = tmp_path / "edited" / "checkpoints" / "last.ckpt"
+    edited.parent.mkdir(parents=True)
+    torch.save(checkpoint, edited)
+    message = rf"ckpt_path={edited}: its weights do not fit the model its config describes \({name} is \[3, 3\]"
+    with pytest.raises(ConfigError, match=message):
+        load_model(edited)
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg("model=fc", "trainer.max_epochs=2", "test=false", f"ckpt_path={edited}"))
