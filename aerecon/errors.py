@@ -2,6 +2,8 @@
 
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 
 
@@ -61,3 +63,22 @@ def exit_on_user_error():
             raise
         print(f"aerecon: {found.label}: {found}", file=sys.stderr)
         sys.exit(found.exit_code)
+
+
+@contextmanager
+def sigterm_stops(message: Callable[[], str]):
+    """Within: SIGTERM raises Stopped(message()) like Ctrl+C raises KeyboardInterrupt, so every
+    `finally` runs (worker processes are terminated, temporary files removed) and the entry point
+    exits 143 with the message."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame) -> None:
+        raise Stopped(f"{signal.Signals(signum).name} {message()}", signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

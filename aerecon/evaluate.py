@@ -29,7 +29,7 @@ from aerecon.config import build
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import SPLITS, AudioDataModule
 from aerecon import CONF_DIR
-from aerecon.errors import ConfigError, DataError, exit_on_user_error
+from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.files import atomic_write
 from aerecon.metrics import SeamExcess, song_metrics
@@ -165,6 +165,11 @@ def resolve_device(name: str) -> torch.device:
 
 def evaluate(cfg: DictConfig) -> dict:
     check_evaluate(cfg)
+    with sigterm_stops(lambda: "while evaluating; every file written so far is complete. Run the same command again"):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     model, saved = load_model(cfg.ckpt_path, device)
     datamodule = build(data_config(cfg, saved))

@@ -18,7 +18,7 @@ from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
 from aerecon.checks import check_train
 from aerecon.config import build
-from aerecon.errors import ConfigError, exit_on_user_error
+from aerecon.errors import ConfigError, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.plan import check_budget
 from aerecon.quiet import silence_third_party
@@ -104,9 +104,26 @@ def assemble(cfg: DictConfig) -> Run:
     return Run(datamodule, model, trainer, best)
 
 
+def stopped_outside_an_epoch(run_dir: Path) -> str:
+    """What SIGTERM outside a training epoch (scanning, caching, setup, sanity check, testing) says;
+    inside an epoch, GracefulStop saves a checkpoint at the batch instead."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return "outside a training epoch; every file written so far is complete. Nothing was trained yet: run the same command again"
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    resume = " ".join(["aerecon-train", *(o for o in overrides if not o.startswith("ckpt_path=")), f"ckpt_path={last}"])
+    return f"outside a training epoch; every file written so far is complete. Resume with: {resume}"
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
     check_train(cfg)
+    run_dir = run_folder_of(cfg.ckpt_path) or Path(cfg.paths.run_dir)
+    with sigterm_stops(lambda: stopped_outside_an_epoch(run_dir)):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict:
     if cfg.ckpt_path:
         run_dir = _resume_into(cfg)
         with open_dict(cfg):

@@ -19,3 +19,10 @@ class SignalAt(L.Callback):
                 os.killpg(os.getpgid(0), self.signum)
             else:
                 os.kill(os.getpid(), self.signum)
+
+
+class SignalInSetup(L.Callback):
+    """SIGTERM while Lightning sets the run up, before any training epoch."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -90,3 +90,71 @@ def test_sigterm_to_the_whole_group_with_loader_workers_stops_gracefully(tmp_pat
     assert "aerecon: stopped: SIGTERM at epoch 0, batch 2 of" in result.stderr
     assert "Traceback" not in result.stderr
     assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_sigterm_during_setup_stops_with_a_message_and_a_code(tmp_path, shared_dirs):
+    result = cli("model=fc", "+callbacks.fault._target_=faults.SignalInSetup", "hydra.run.dir=run", cwd=tmp_path,
+                 shared=shared_dirs)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert "aerecon: stopped: SIGTERM outside a training epoch; every file written so far is complete. " \
+           "Nothing was trained yet" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run/results.json").exists()
+
+
+@pytest.fixture(scope="module")
+def slow_corpus(tmp_path_factory):
+    """Songs that take the decode workers a few seconds: long, and at a rate far from the cache's."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("slow") / "music"
+    root.mkdir()
+    t = np.arange(60 * 96000) / 96000
+    for i in range(24):
+        sf.write(root / f"song{i:02d}.flac", (0.3 * np.sin(2 * np.pi * (100 + 10 * i) * t)).astype(np.float32), 96000)
+    return root
+
+
+def test_sigterm_while_caching_stops_every_decode_worker_and_leaves_no_partial_entry(slow_corpus, tmp_path):
+    import time
+
+    cache = tmp_path / "cache"
+    args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={slow_corpus}", "data.decode_workers=2",
+            f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.latent=8", "trainer.enable_progress_bar=false"]
+    run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = ""
+    while "Caching audio" not in output and run.poll() is None:
+        output += run.stdout.read(1)
+    workers, deadline = [], time.monotonic() + 30
+    while len(workers) < 2 and time.monotonic() < deadline:  # mid-build: the pool's workers are decoding
+        workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+        time.sleep(0.02)
+    assert run.poll() is None and len(workers) >= 2, output
+    run.send_signal(signal.SIGTERM)
+    output += run.communicate(timeout=60)[0]
+    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "aerecon: stopped: SIGTERM outside a training epoch" in output and "Traceback" not in output
+    time.sleep(0.5)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+             and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
+    assert alive == []  # no orphaned decode worker
+    assert not list(cache.rglob("*.tmp"))  # no half-written entry
+    assert len(list(cache.rglob("*.npy"))) < 24  # it did stop early
+
+
+def test_sigterm_while_evaluating_stops_with_a_message(tmp_path, shared_dirs, slow_corpus):
+    import time
+
+    trained = cli("model=fc", "trainer.max_epochs=1", "test=false", "hydra.run.dir=run", cwd=tmp_path, shared=shared_dirs)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    args = [sys.executable, "-m", "aerecon.evaluate", f"ckpt_path={tmp_path}/run/checkpoints/last.ckpt",
+            f"data.root={slow_corpus}", "split=all", f"paths.cache_dir={tmp_path / 'cache'}", "hydra.run.dir=eval"]
+    run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = ""
+    while "Caching audio" not in output and run.poll() is None:
+        output += run.stdout.read(1)
+    run.send_signal(signal.SIGTERM)
+    output += run.communicate(timeout=60)[0]
+    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "aerecon: stopped: SIGTERM while evaluating; every file written so far is complete" in output
+    assert "Traceback" not in output and not list((tmp_path / "cache").rglob("*.tmp"))

@@ -10,9 +10,9 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +78,16 @@ def entry_length(entry: Path) -> int | None:
     return len(array) if whole and array.offset + array.nbytes == entry.stat().st_size else None
 
 
-def _one_thread() -> None:
+def _worker_start() -> None:
     torch.set_num_threads(1)  # the workers are the parallelism; threads per worker would oversubscribe
+    # the main process decides when to stop: it terminates the workers (SIGTERM, at once) on any exit
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _decode_job(job: tuple[Path, Path, int]) -> tuple[tuple[Path, Path], str | None]:
+    source, entry, sample_rate = job
+    return (source, entry), _decode(source, entry, sample_rate)
 
 
 class WaveformCache:
@@ -172,11 +180,18 @@ class WaveformCache:
         # fork where there is one, as DataLoader workers are started: a spawned worker would spend
         # seconds importing torch before its first file
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                 initializer=_one_thread) as pool:
-            # largest files first, so no worker is left decoding a long file alone at the end
-            by_size = sorted(pairs, key=lambda pair: pair[0].stat().st_size, reverse=True)
-            jobs = {pair: pool.submit(_decode, *pair, self.sample_rate) for pair in by_size}
-            for _ in tqdm(as_completed(jobs.values()), **progress):
-                pass
-            return [jobs[pair].result() for pair in pairs]
+        # largest files first, so no worker is left decoding a long file alone at the end
+        by_size = sorted(pairs, key=lambda pair: pair[0].stat().st_size, reverse=True)
+        reasons = {}
+        try:
+            # a Pool, not a ProcessPoolExecutor: leaving it early (a signal, a full disk) terminates
+            # the workers instead of waiting for every queued file
+            with multiprocessing.get_context(method).Pool(workers, initializer=_worker_start) as pool:
+                jobs = [(source, entry, self.sample_rate) for source, entry in by_size]
+                for pair, reason in tqdm(pool.imap_unordered(_decode_job, jobs), **progress):
+                    reasons[pair] = reason
+        except BaseException:
+            for partial in self.dir.glob("*.npy.*.tmp"):  # what the terminated workers were writing
+                partial.unlink(missing_ok=True)
+            raise
+        return [reasons[pair] for pair in pairs]
