@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from aerecon.errors import ConfigError
+from aerecon.errors import ConfigError, DiskError
 from aerecon.files import atomic_write
 
 
@@ -19,8 +19,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: torch.save(checkpoint, f))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: torch.save(checkpoint, f))
+        except OSError as error:  # a full or read-only disk: the previous file is still whole
+            kept = sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+            resume = next((p for p in kept if p.name == "last.ckpt"), kept[-1] if kept else None)
+            raise DiskError(f"cannot write the checkpoint {path} ({error.strerror or error}). " + (
+                f"The checkpoints written before are whole; free some space, then resume: the run's command "
+                f"with ckpt_path={resume}" if resume else "No checkpoint had been written yet")) from None
 
 
 def load_checkpoint_config(path: str | Path) -> dict:

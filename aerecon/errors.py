@@ -21,6 +21,10 @@ class DataError(AereconError):
     """A dataset that cannot be used as configured (no files, empty split, ...)."""
 
 
+class DiskError(AereconError):
+    """A file aerecon must write cannot be written (a full or read-only disk); nothing already written is lost."""
+
+
 class ConfigError(AereconError):
     """A config value that cannot work; the message names the key and a valid example."""
 

@@ -259,3 +259,27 @@ def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_clear_error(mak
         load_model(edited)
     with pytest.raises(ConfigError, match=message):
         train(make_cfg("model=fc", "trainer.max_epochs=2", "test=false", f"ckpt_path={edited}"))
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_cfg, monkeypatch):
+    import errno
+
+    import aerecon.checkpoint
+    from aerecon.errors import DiskError
+
+    real, saves = aerecon.checkpoint.atomic_write, []
+
+    def fills_up(target, write):
+        saves.append(target)
+        if len(saves) > 2:  # the best of epochs 0 and 1 are written (last.ckpt links to each); epoch 2's is not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(target, write)
+
+    monkeypatch.setattr(aerecon.checkpoint, "atomic_write", fills_up)
+    cfg = make_cfg("model=fc", "trainer.max_epochs=3", "test=false", "callbacks.model_checkpoint.monitor=step",
+                   "callbacks.model_checkpoint.mode=max")  # a new best every epoch
+    with pytest.raises(DiskError, match=r"cannot write the checkpoint .* \(No space left on device\)\. The checkpoints "
+                                        r"written before are whole; .* ckpt_path=.*last.ckpt"):
+        train(cfg)
+    last = Path(cfg.paths.run_dir) / "checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1 and not list(last.parent.glob("*.tmp"))
