@@ -52,10 +52,16 @@ def _resume_into(cfg: DictConfig) -> Path:
     return run_folder_of(cfg.ckpt_path) or Path(cfg.paths.run_dir)
 
 
-def finished(cfg: DictConfig) -> tuple[str, str | None] | None:
+def resume_command(overrides: list[str], ckpt, *changes: str) -> str:
+    """The command that resumes a run: its own overrides, with `changes` in place of theirs."""
+    changed = {change.split("=", 1)[0] for change in changes} | {"ckpt_path"}
+    kept = [o for o in overrides if o.split("=", 1)[0] not in changed]
+    return " ".join(["aerecon-train", *kept, *changes, f"ckpt_path={ckpt}"])
+
+
+def finished(cfg: DictConfig, checkpoint: dict) -> tuple[str, str | None] | None:
     """(why the checkpoint's run has nothing left to train under this config, the override that would
     extend it or None), or None when there is training left."""
-    checkpoint = torch.load(Path(cfg.ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=True)
     # epochs whose training Lightning had processed when it saved (it saves before counting one completed)
     epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get(
         "processed", 0)
@@ -93,7 +99,7 @@ def assemble(cfg: DictConfig) -> Run:
     check_budget(cfg, model)  # a run that cannot fit the card stops here
     datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
-    resume = " ".join(["aerecon-train", *config["overrides"], "ckpt_path={ckpt}"])
+    resume = resume_command(config["overrides"], "{ckpt}")
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses any progress bar it was told not to show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -111,8 +117,7 @@ def stopped_outside_an_epoch(run_dir: Path) -> str:
     if not last.is_file():
         return "outside a training epoch; every file written so far is complete. Nothing was trained yet: run the same command again"
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    resume = " ".join(["aerecon-train", *(o for o in overrides if not o.startswith("ckpt_path=")), f"ckpt_path={last}"])
-    return f"outside a training epoch; every file written so far is complete. Resume with: {resume}"
+    return f"outside a training epoch; every file written so far is complete. Resume with: {resume_command(overrides, last)}"
 
 
 def train(cfg: DictConfig) -> dict:
@@ -124,26 +129,27 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig) -> dict:
+    checkpoint = None
     if cfg.ckpt_path:
         run_dir = _resume_into(cfg)
         with open_dict(cfg):
             cfg.paths.run_dir = str(run_dir)
-        done = finished(cfg)
+        # mmap: the tensors are not read, only what is looked at
+        checkpoint = torch.load(Path(cfg.ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=True)
+        done = finished(cfg, checkpoint)
         if done:
             why, extend = done
             if extend:
-                overrides = [o for o in load_checkpoint_config(cfg.ckpt_path).get("overrides", [])
-                             if not o.startswith(extend.split("=")[0] + "=")]
-                why += f". To train further: aerecon-train {' '.join([*overrides, extend])} ckpt_path={cfg.ckpt_path}"
+                overrides = checkpoint["aerecon"]["config"].get("overrides", [])
+                why += f". To train further: {resume_command(overrides, cfg.ckpt_path, extend)}"
             log.info("Nothing to resume in %s: %s", run_dir, why)
             results_file = run_dir / RESULTS
             return json.loads(results_file.read_text()) if results_file.is_file() else {"best": {}}
         log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
     run_dir = Path(cfg.paths.run_dir)
     run = assemble(cfg)
-    if cfg.ckpt_path:  # Lightning's own loading would fail deep inside with a traceback
-        state = torch.load(Path(cfg.ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=True)
-        check_weights(run.model, state.get("state_dict", {}), cfg.ckpt_path)
+    if checkpoint is not None:  # Lightning's own loading would fail deep inside with a traceback
+        check_weights(run.model, checkpoint.get("state_dict", {}), cfg.ckpt_path)
     datamodule, model, trainer, best, logger = run.datamodule, run.model, run.trainer, run.best, run.trainer.logger
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
