@@ -105,14 +105,16 @@ class WaveformCache:
 
     def build(self, root: Path, sources: list[Path]) -> tuple[list[CachedSong], dict[Path, str]]:
         """Cache every source not cached yet. Returns the usable songs and, per skipped file, why."""
-        songs, skipped, todo = [], {}, []
+        songs, skipped, todo, lengths = [], {}, [], {}
         for source in sources:
             try:
                 entry = self.entry(source)
             except OSError as error:
                 skipped[source] = broken_link(source) or f"cannot read ({error.strerror})"
                 continue
-            if entry.exists() and entry_length(entry) is None:
+            if entry.exists() and (length := entry_length(entry)) is not None:
+                lengths[entry] = length
+            elif entry.exists():
                 log.warning("The cache entry %s of %s is damaged (truncated or not a waveform); decoding it again",
                             entry, source)
                 with contextlib.suppress(OSError):  # a read-only cache: reported below, with the others
@@ -135,7 +137,7 @@ class WaveformCache:
             log.info("Decoded %d of %d files into the cache %s", decoded, len(sources), self.dir)
         cached = []
         for source, entry in sorted(songs):
-            length = entry_length(entry)
+            length = lengths[entry] if entry in lengths else entry_length(entry)
             if length is None:  # damaged after it was checked above, e.g. by another process
                 skipped[source] = f"its cache entry {entry} is damaged; run again to decode it anew"
                 continue
