@@ -167,7 +167,10 @@ def test_a_failing_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
         def __reduce__(self):
             raise OSError("No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    from aerecon.errors import DiskError
+
+    with pytest.raises(DiskError, match=f"cannot write the checkpoint {path} \\(No space left on device\\)\\. The "
+                                        f"checkpoints written before are whole; .* ckpt_path={path}"):
         io.save_checkpoint({"epoch": 2, "w": torch.zeros(100_000), "z": FailsMidWrite()}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
