@@ -58,8 +58,8 @@ def exit_on_user_error():
     a stop by signal prints `aerecon: stopped: ...` and exits 128 + the signal's number."""
     try:
         yield
-    except KeyboardInterrupt:  # Ctrl+C outside training (scanning, caching): every file written is whole
-        print("aerecon: stopped: interrupted before training began (files written so far are complete)",
+    except KeyboardInterrupt:  # Ctrl+C outside a training epoch (scanning, caching, testing, evaluating)
+        print("aerecon: stopped: SIGINT outside a training epoch; every file written so far is complete",
               file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     except Exception as error:

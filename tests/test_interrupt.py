@@ -158,3 +158,27 @@ def test_sigterm_while_evaluating_stops_with_a_message(tmp_path, shared_dirs, sl
     assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
     assert "aerecon: stopped: SIGTERM while evaluating; every file written so far is complete" in output
     assert "Traceback" not in output and not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_ctrl_c_while_caching_says_so_and_leaves_no_worker(slow_corpus, tmp_path):
+    import time
+
+    cache = tmp_path / "cache"
+    args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={slow_corpus}", "data.decode_workers=2",
+            f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.latent=8", "trainer.enable_progress_bar=false"]
+    run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = ""
+    while "Caching audio" not in output and run.poll() is None:
+        output += run.stdout.read(1)
+    workers, deadline = [], time.monotonic() + 30
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+        time.sleep(0.02)
+    run.send_signal(signal.SIGINT)
+    output += run.communicate(timeout=60)[0]
+    assert run.returncode == 128 + signal.SIGINT, output[-3000:]
+    assert "aerecon: stopped: SIGINT outside a training epoch; every file written so far is complete" in output
+    assert "Traceback" not in output and not list(cache.rglob("*.tmp"))
+    time.sleep(0.5)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+                and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
