@@ -115,11 +115,12 @@ def slow_corpus(tmp_path_factory):
     return root
 
 
-def test_sigterm_while_caching_stops_every_decode_worker_and_leaves_no_partial_entry(slow_corpus, tmp_path):
+def caching_run(corpus: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[str], str, Path]:
+    """`aerecon-train` on `corpus`, returned once its decode workers are busy building the cache."""
     import time
 
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={slow_corpus}", "data.decode_workers=2",
+    args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={corpus}", "data.decode_workers=2",
             f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.latent=8", "trainer.enable_progress_bar=false"]
     run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = ""
@@ -130,14 +131,24 @@ def test_sigterm_while_caching_stops_every_decode_worker_and_leaves_no_partial_e
         workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
         time.sleep(0.02)
     assert run.poll() is None and len(workers) >= 2, output
+    return run, workers, output, cache
+
+
+def alive(workers: list[str]) -> list[str]:
+    return [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+            and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
+
+
+def test_sigterm_while_caching_stops_every_decode_worker_and_leaves_no_partial_entry(slow_corpus, tmp_path):
+    import time
+
+    run, workers, output, cache = caching_run(slow_corpus, tmp_path)
     run.send_signal(signal.SIGTERM)
     output += run.communicate(timeout=60)[0]
     assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
     assert "aerecon: stopped: SIGTERM outside a training epoch" in output and "Traceback" not in output
     time.sleep(0.5)
-    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
-             and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
-    assert alive == []  # no orphaned decode worker
+    assert alive(workers) == []  # no orphaned decode worker
     assert not list(cache.rglob("*.tmp"))  # no half-written entry
     assert len(list(cache.rglob("*.npy"))) < 24  # it did stop early
 
@@ -163,22 +174,11 @@ def test_sigterm_while_evaluating_stops_with_a_message(tmp_path, shared_dirs, sl
 def test_ctrl_c_while_caching_says_so_and_leaves_no_worker(slow_corpus, tmp_path):
     import time
 
-    cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={slow_corpus}", "data.decode_workers=2",
-            f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.latent=8", "trainer.enable_progress_bar=false"]
-    run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = ""
-    while "Caching audio" not in output and run.poll() is None:
-        output += run.stdout.read(1)
-    workers, deadline = [], time.monotonic() + 30
-    while len(workers) < 2 and time.monotonic() < deadline:
-        workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
-        time.sleep(0.02)
+    run, workers, output, cache = caching_run(slow_corpus, tmp_path)
     run.send_signal(signal.SIGINT)
     output += run.communicate(timeout=60)[0]
     assert run.returncode == 128 + signal.SIGINT, output[-3000:]
     assert "aerecon: stopped: SIGINT outside a training epoch; every file written so far is complete" in output
     assert "Traceback" not in output and not list(cache.rglob("*.tmp"))
     time.sleep(0.5)
-    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")
-                and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
+    assert alive(workers) == []
