@@ -1,5 +1,7 @@
 """Errors a user can cause. Entry points print their message instead of a traceback."""
 
+import errno
+import os
 import signal
 import sys
 import threading
@@ -23,6 +25,19 @@ class DataError(AereconError):
 
 class DiskError(AereconError):
     """A file aerecon must write cannot be written (a full or read-only disk); nothing already written is lost."""
+
+
+# The OSErrors that mean "this disk cannot take the file", not a bug: full, over quota, read-only, too big.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def disk_error(error: BaseException, advice: str) -> DiskError | None:
+    """A DiskError naming the file `error` could not write, and what to do (`advice`); None for any
+    other error."""
+    if not isinstance(error, OSError) or error.errno not in DISK_ERRNOS:
+        return None
+    where = f" {error.filename}" if error.filename else ""
+    return DiskError(f"cannot write{where} ({error.strerror or error}). {advice}")
 
 
 class ConfigError(AereconError):
@@ -63,26 +78,47 @@ def exit_on_user_error():
               file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     except Exception as error:
-        if (found := user_error(error)) is None:
+        found = user_error(error) or disk_error(error, "Free some space (or make the folder writable), then run the "
+                                                        "same command again")
+        if found is None:
             raise
-        print(f"aerecon: {found.label}: {found}", file=sys.stderr)
+        if not (isinstance(found, Stopped) and os.environ.get("LOCAL_RANK", "0") != "0"):  # DDP: rank 0 says it
+            print(f"aerecon: {found.label}: {found}", file=sys.stderr)
         sys.exit(found.exit_code)
+
+
+class Forwarding:
+    """The launchers (e.g. Lightning's, of DDP ranks) whose processes a signal is passed on to."""
+
+    def __init__(self):
+        self.launchers = []
+
+    def add(self, launcher) -> None:
+        if hasattr(launcher, "kill"):
+            self.launchers.append(launcher)
+
+    def forward(self, signum: int) -> None:
+        for launcher in self.launchers:
+            launcher.kill(signum)
 
 
 @contextmanager
 def sigterm_stops(message: Callable[[], str]):
     """Within: SIGTERM raises Stopped(message()) like Ctrl+C raises KeyboardInterrupt, so every
     `finally` runs (worker processes are terminated, temporary files removed) and the entry point
-    exits 143 with the message."""
+    exits 143 with the message. Yields a Forwarding: the processes of the launchers added to it
+    (DDP ranks this process started) get the signal too, so none is left waiting for this one."""
+    forwarding = Forwarding()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield forwarding
         return
 
     def stop(signum: int, frame) -> None:
+        forwarding.forward(signum)
         raise Stopped(f"{signal.Signals(signum).name} {message()}", signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        yield
+        yield forwarding
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -2,12 +2,20 @@
 aerecon's own deliberate choices, and deprecations inside Lightning that users cannot act on."""
 
 import logging
+import threading
 import warnings
 
 DROPPED = (
     "💡 Tip:",  # Lightning's advertisements for its cloud services
     "Trainer already configured with model summary callbacks",  # aerecon configures its own, on purpose
 )
+
+
+def _writer_thread_failed(args: threading.ExceptHookArgs) -> None:
+    # TensorBoard's event writer thread prints its error, then hands it to the main thread, whose
+    # next write raises it again; the entry point reports it there, as one line (e.g. a full disk).
+    if type(args.thread).__name__ != "_AsyncWriterThread":
+        threading.__excepthook__(args)
 
 
 class _DropMessages(logging.Filter):
@@ -17,6 +25,7 @@ class _DropMessages(logging.Filter):
 
 def silence_third_party() -> None:
     """Idempotent; called by every entry point before Lightning prints anything."""
+    threading.excepthook = _writer_thread_failed
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) for f in logger.filters):

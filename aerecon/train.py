@@ -18,7 +18,7 @@ from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
 from aerecon.checks import check_train
 from aerecon.config import build
-from aerecon.errors import ConfigError, exit_on_user_error, sigterm_stops
+from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.plan import check_budget
 from aerecon.quiet import silence_third_party
@@ -110,25 +110,37 @@ def assemble(cfg: DictConfig) -> Run:
     return Run(datamodule, model, trainer, best)
 
 
+def how_to_go_on(run_dir: Path) -> str:
+    """What a run stopped early (by a signal or a full disk) should do next: resume from its last
+    checkpoint, or run again when it has none."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return "Nothing was trained yet: run the same command again"
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    return f"Resume with: {resume_command(overrides, last)}"
+
+
 def stopped_outside_an_epoch(run_dir: Path) -> str:
     """What SIGTERM outside a training epoch (scanning, caching, setup, sanity check, testing) says;
     inside an epoch, GracefulStop saves a checkpoint at the batch instead."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return "outside a training epoch; every file written so far is complete. Nothing was trained yet: run the same command again"
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    return f"outside a training epoch; every file written so far is complete. Resume with: {resume_command(overrides, last)}"
+    return f"outside a training epoch; every file written so far is complete. {how_to_go_on(run_dir)}"
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
     check_train(cfg)
     run_dir = run_folder_of(cfg.ckpt_path) or Path(cfg.paths.run_dir)
-    with sigterm_stops(lambda: stopped_outside_an_epoch(run_dir)):
-        return _train(cfg)
+    try:
+        with sigterm_stops(lambda: stopped_outside_an_epoch(run_dir)) as forwarding:
+            return _train(cfg, forwarding)
+    except OSError as error:  # a full disk while writing logs or results.json (checkpoints say so themselves)
+        found = disk_error(error, f"The checkpoints written before are whole; free some space. {how_to_go_on(run_dir)}")
+        if found is None:
+            raise
+        raise found from None
 
 
-def _train(cfg: DictConfig) -> dict:
+def _train(cfg: DictConfig, forwarding: Forwarding) -> dict:
     checkpoint = None
     if cfg.ckpt_path:
         run_dir = _resume_into(cfg)
@@ -148,6 +160,7 @@ def _train(cfg: DictConfig) -> dict:
         log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
     run_dir = Path(cfg.paths.run_dir)
     run = assemble(cfg)
+    forwarding.add(run.trainer.strategy.launcher)  # DDP ranks started by this process stop with it
     if checkpoint is not None:  # Lightning's own loading would fail deep inside with a traceback
         check_weights(run.model, checkpoint.get("state_dict", {}), cfg.ckpt_path)
     datamodule, model, trainer, best, logger = run.datamodule, run.model, run.trainer, run.best, run.trainer.logger

@@ -22,7 +22,12 @@ class SignalAt(L.Callback):
 
 
 class SignalInSetup(L.Callback):
-    """SIGTERM while Lightning sets the run up, before any training epoch."""
+    """SIGTERM while Lightning sets the run up, before any training epoch (under DDP: to the
+    process of one rank only, when `rank` is given)."""
+
+    def __init__(self, rank: int | None = None):
+        self.rank = rank
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+        if self.rank is None or trainer.global_rank == self.rank:
+            os.kill(os.getpid(), signal.SIGTERM)

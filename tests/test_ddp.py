@@ -116,3 +116,29 @@ def test_vq_ema_under_ddp_equals_one_process_on_the_global_batch(tmp_path):
         single(torch.cat([torch.randn(3, 2, 5, generator=data[rank]) + rank for rank in range(2)]))
     for key, value in single.state_dict().items():
         torch.testing.assert_close(distributed[key], value, msg=key)
+
+
+def test_sigterm_to_the_launching_process_during_setup_stops_every_rank(tmp_path, shared_dirs):
+    import signal
+    import time
+
+    paths = [f"paths.{k}={v}" for k, v in shared_dirs.items()]
+    run = subprocess.Popen([sys.executable, "-m", "aerecon.train", *TINY, *DDP, *paths, "hydra.run.dir=run",
+                            "+callbacks.fault._target_=faults.SignalInSetup", "+callbacks.fault.rank=0"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    # rank 1 got the signal too and stops quietly: one message, no traceback, no process left waiting
+    assert stderr.count("aerecon: stopped: SIGTERM outside a training epoch") == 1, stderr[-3000:]
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(run.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("a rank was still running a minute after the launching process stopped")
+    assert not (tmp_path / "run/results.json").exists()

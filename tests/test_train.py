@@ -286,3 +286,51 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_cfg
         train(cfg)
     last = Path(cfg.paths.run_dir) / "checkpoints/last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1 and not list(last.parent.glob("*.tmp"))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the writer thread's own report
+def test_a_full_disk_while_writing_tensorboard_logs_is_one_error_with_the_resume_command(make_cfg, monkeypatch):
+    import errno
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from aerecon.errors import DiskError
+    from aerecon.models import AutoencoderModule
+
+    full = {"on": False}
+    real_write = RecordWriter.write
+
+    def write(self, data):  # TensorBoard's event files, written by its writer thread
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, data)
+
+    def on_train_epoch_start(module):
+        full["on"] = module.current_epoch >= 1
+
+    monkeypatch.setattr(RecordWriter, "write", write)
+    monkeypatch.setattr(AutoencoderModule, "on_train_epoch_start", on_train_epoch_start)
+    cfg = make_cfg("model=fc", "trainer.max_epochs=4", "test=false")
+    last = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(DiskError, match=r"cannot write \(No space left on device\)\. The checkpoints written before "
+                                        rf"are whole; free some space\. Resume with: aerecon-train .*ckpt_path={last}"):
+        train(cfg)
+    assert torch.load(last, weights_only=True)["epoch"] >= 0
+    assert not (Path(cfg.paths.run_dir) / "results.json").exists()
+
+
+def test_a_full_disk_while_writing_results_is_one_error_with_the_resume_command(make_cfg, monkeypatch):
+    import errno
+
+    import aerecon.train
+    from aerecon.errors import DiskError
+
+    def fails(target, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(aerecon.train, "atomic_write", fails)
+    cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
+    run_dir = Path(cfg.paths.run_dir)
+    with pytest.raises(DiskError, match=rf"cannot write {run_dir / 'results.json'} \(No space left on device\)\. .* "
+                                        rf"Resume with: .*ckpt_path={run_dir / 'checkpoints/last.ckpt'}"):
+        train(cfg)
