@@ -10,10 +10,15 @@ import lightning as L
 
 
 class SignalAt(L.Callback):
-    def __init__(self, epoch: int, batch: int, name: str = "SIGTERM", group: bool = False):
-        self.epoch, self.batch, self.signum, self.group = epoch, batch, signal.Signals[name], group
+    """The signal `name` at a training batch (under DDP: to the process of one rank only, when
+    `rank` is given)."""
+
+    def __init__(self, epoch: int, batch: int, name: str = "SIGTERM", group: bool = False, rank: int | None = None):
+        self.epoch, self.batch, self.signum, self.group, self.rank = epoch, batch, signal.Signals[name], group, rank
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             if self.group:  # as a scheduler or a terminal does: every process of the group, loader workers too
                 os.killpg(os.getpgid(0), self.signum)

@@ -47,13 +47,13 @@ def test_resume_skips_only_this_ranks_done_batches():
     assert list(sampler) == full  # only the resumed epoch's first pass is shortened
 
 
-def ddp_run(tmp_path: Path, shared: dict, name: str, *args: str) -> subprocess.CompletedProcess:
+def ddp_run(tmp_path: Path, shared: dict, name: str, *args: str, code: int = 0) -> subprocess.CompletedProcess:
     paths = [f"paths.{k}={v}" for k, v in shared.items()]
     result = subprocess.run([sys.executable, "-m", "aerecon.train", *TINY, *DDP, *args, *paths,
                              f"hydra.run.dir={tmp_path / name}"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+                            env={**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(Path(__file__).parent)})
+    assert result.returncode == code, result.stderr[-3000:]
     return result
 
 
@@ -76,6 +76,16 @@ def test_ddp_trains_syncs_metrics_checkpoints_once_and_resumes(tmp_path, shared_
     ddp_run(tmp_path, shared_dirs, "elsewhere", "trainer.max_epochs=3",
             f"ckpt_path={tmp_path / 'split/checkpoints/last.ckpt'}")
     assert_same_run(tmp_path / "straight", tmp_path / "split", epochs=3)
+
+    # SIGTERM to the launching process mid-epoch: every rank stops at the same batch, one message, and
+    # the resumed run ends as the straight one
+    stopped = ddp_run(tmp_path, shared_dirs, "stopped", "trainer.max_epochs=3", "+callbacks.fault._target_=faults.SignalAt",
+                      "+callbacks.fault.epoch=1", "+callbacks.fault.batch=0", "+callbacks.fault.rank=0", code=143)
+    assert stopped.stderr.count("aerecon: stopped: SIGTERM at epoch 1, batch 1 of") == 1, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    ddp_run(tmp_path, shared_dirs, "resumed", "trainer.max_epochs=3",
+            f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)
 
 
 def _vq_rank(rank: int, world: int, port: int, update: str, threshold: float, out: str) -> None:

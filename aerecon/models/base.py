@@ -148,13 +148,25 @@ class AutoencoderModule(L.LightningModule):
                           on_step=False, on_epoch=True, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["aerecon_train_sums"] = {"epoch": self._train_epoch, "seen": self._train_seen,
-                                            "sums": {k: float(v) for k, v in self._train_sums.items()}}
+        # Every rank saves (only rank 0 writes), so under DDP each rank's sums ride in the one file.
+        names = sorted(self._train_sums)
+        mine = torch.tensor([self._train_seen, *(float(self._train_sums[k]) for k in names)], dtype=torch.float64)
+        ranks = self.all_gather(mine.to(self.device)).view(-1, len(names) + 1).cpu() if self._world_size() > 1 \
+            else mine[None]
+        checkpoint["aerecon_train_sums"] = {
+            "epoch": self._train_epoch,
+            "ranks": [{"seen": int(r[0]), "sums": dict(zip(names, r[1:].tolist()))} for r in ranks],
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("aerecon_train_sums", {"epoch": None, "seen": 0, "sums": {}})
-        self._train_sums = dict(state["sums"])  # floats; the next batch adds tensors to them
-        self._train_seen, self._train_epoch = state["seen"], state["epoch"]
+        state = checkpoint.get("aerecon_train_sums", {"epoch": None, "ranks": []})
+        ranks = state.get("ranks", [state] if "seen" in state else [])  # older checkpoints: one process's sums
+        mine = ranks[self.global_rank] if len(ranks) == self._world_size() else {"seen": 0, "sums": {}}
+        self._train_sums = dict(mine["sums"])  # floats; the next batch adds tensors to them
+        self._train_seen, self._train_epoch = mine["seen"], state["epoch"]
+
+    def _world_size(self) -> int:
+        return self._trainer.world_size if self._trainer is not None else 1
 
     def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._loss(wave, "train")[0]
