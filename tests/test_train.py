@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,18 @@ def test_a_full_disk_while_writing_results_is_one_error_with_the_resume_command(
     with pytest.raises(DiskError, match=rf"cannot write {run_dir / 'results.json'} \(No space left on device\)\. .* "
                                         rf"Resume with: .*ckpt_path={run_dir / 'checkpoints/last.ckpt'}"):
         train(cfg)
+
+
+def test_resuming_a_run_that_early_stopping_ended_says_so_and_trains_nothing(make_cfg, tmp_path, caplog):
+    # val/loss falls as the model trains: with mode=max it never improves after the first epoch, so patience 1 ends
+    # the run at epoch 1
+    stopping = ["callbacks.early_stopping.mode=max", "callbacks.early_stopping.patience=1",
+                "trainer.max_epochs=6", "test=false"]
+    first = train(make_cfg("model=fc", *stopping))
+    assert first["epochs"] == 2
+    last = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
+    before = last.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="aerecon.train"):
+        again = train(make_cfg("model=fc", *stopping, f"ckpt_path={last}"))
+    assert "early stopping ended it at epoch 1" in caplog.text and "callbacks.early_stopping.patience=2" in caplog.text
+    assert again["best"] == first["best"] and last.stat().st_mtime_ns == before
