@@ -36,3 +36,11 @@ OmegaConf.register_new_resolver(
 # `${pid:}`: in run and sweep folder names, so two runs started in the same second never share one.
 # Cached, so a sweep's jobs (which Hydra gives a copy of the cache) resolve it to the launching process's.
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True, use_cache=True)
+
+
+def load(ckpt_path, device=None):
+    """A trained model from its checkpoint, to encode, decode and reconstruct waveforms without a
+    Trainer: see aerecon.inference.Autoencoder."""
+    from aerecon.inference import load as load_checkpoint  # here, so `import aerecon` stays light
+
+    return load_checkpoint(ckpt_path, device)

@@ -1,5 +1,6 @@
-"""Decode any audio file to a mono float32 waveform at the requested sample rate."""
+"""Decode any audio file to a mono float32 waveform at the requested sample rate; write WAVs."""
 
+import io
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ import torch
 import torchaudio.functional as AF
 
 from aerecon.errors import AudioError
+from aerecon.files import atomic_write
 
 # soundfile (libsndfile) decodes these; FFmpeg (PyAV) the rest: AAC and ALAC in MP4 containers,
 # and the audio track of video files.
@@ -96,8 +98,8 @@ def _decode_ffmpeg(f) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), rate
 
 
-def load_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode with soundfile, average the channels, resample with torchaudio.
+def read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """(the file's channels averaged, float32, its own sample rate), decoded with soundfile or FFmpeg.
 
     Raises AudioError (never a library exception) for anything that is not usable audio:
     unreadable, undecodable, empty, NaN or Inf samples, or silent throughout.
@@ -129,6 +131,26 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
         raise AudioError(f"{path}: samples reach {peak:.3g}, over {ABSURD_PEAK:g} times full scale (a damaged float file?)")
     if peak < SILENCE_PEAK:
         raise AudioError(f"{path}: silent (no sample above -90 dBFS)")
+    return mono, int(source_rate)
+
+
+def resample(mono: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:
     if source_rate != sample_rate:
         mono = AF.resample(torch.from_numpy(mono), source_rate, sample_rate).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def load_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """The file's channels averaged and resampled to `sample_rate` with torchaudio (see read_mono)."""
+    mono, source_rate = read_mono(path)
+    return resample(mono, source_rate, sample_rate)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """A float WAV (no clipping), written atomically."""
+    def write(f):
+        buffer = io.BytesIO()
+        sf.write(buffer, audio, sample_rate, format="WAV", subtype="FLOAT")
+        f.write(buffer.getvalue())
+
+    atomic_write(path, write)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import soundfile as sf
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.audio import signal_noise_ratio
 
+from aerecon.audio import write_wav
 from aerecon.checkpoint import load_model
 from aerecon.checks import check_evaluate
 from aerecon.config import build
@@ -126,15 +126,6 @@ def overall_metrics(per_song: dict[str, dict], lengths: dict[str, int], seams: d
     return overall
 
 
-def _write_wav(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
-    def write(f):
-        buffer = io.BytesIO()
-        sf.write(buffer, audio.cpu().numpy(), sample_rate, format="WAV", subtype="FLOAT")  # float: no clipping
-        f.write(buffer.getvalue())
-
-    atomic_write(path, write)
-
-
 def _write_figure(path: Path, figure) -> None:
     figure.savefig(path, dpi=110)
 
@@ -143,7 +134,7 @@ def write_media(folder: Path, name: str, original, reconstruction, butted, sampl
     folder.mkdir(parents=True, exist_ok=True)
     for kind, audio in (("original", original), ("reconstruction", reconstruction),
                         ("residual", reconstruction - original)):
-        _write_wav(folder / f"{kind}.wav", audio, sample_rate)
+        write_wav(folder / f"{kind}.wav", audio.cpu().numpy(), sample_rate)
     _write_figure(folder / "waveform.png", waveform_figure(original, reconstruction, sample_rate, name))
     _write_figure(folder / "spectrum.png", spectrum_figure(original, reconstruction, sample_rate, name))
     _write_figure(folder / "spectrogram.png", spectrogram_figure(original, reconstruction, sample_rate, name))

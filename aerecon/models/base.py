@@ -1,8 +1,10 @@
 """AutoencoderModule: the train/val/test logic every autoencoder shares.
 
-Subclasses build `self.encoder` and `self.decoder` (nn.Modules on [B, C, L] tensors). Data
-flows waveform -> representation.encode -> encoder -> [bottleneck] -> decoder ->
-representation.decode; the loss (aerecon.losses) sees both domains, the metrics the waveforms.
+Subclasses build `self.encoder` and `self.decoder` (nn.Modules on [B, C, L] tensors) and set
+`self.latent_shape`, the shape of one segment's latent. Data flows waveform ->
+representation.encode -> encoder -> [bottleneck] -> decoder -> representation.decode; the loss
+(aerecon.losses) sees both domains, the metrics the waveforms. `encode` and `decode` give and take
+each segment's code as one flat row of numbers (aerecon.load uses them).
 """
 
 from collections.abc import Callable
@@ -87,6 +89,18 @@ class AutoencoderModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.autoencode(x)[0]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation-domain segments [B, 1, n] -> their codes [B, numbers] (after the bottleneck)."""
+        weight = next(self.parameters(), None)
+        z = self.encoder(x if weight is None else x.to(weight.dtype))
+        if self.bottleneck is not None:
+            z = self.bottleneck(z)[0]
+        return z.flatten(1)
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """Codes [B, numbers] -> representation-domain segments [B, 1, n]."""
+        return self.decoder(code.view(len(code), *self.latent_shape))
 
     def _reconstruct(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         # FFTs and the loss stay in fp32 whatever the trainer's precision.

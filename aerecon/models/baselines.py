@@ -42,11 +42,11 @@ class SpectralBaseline(AutoencoderModule):
         self.progress = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., self.kept]
+        return x[..., self.kept].flatten(1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = z.new_zeros(*z.shape[:-1], self.input_length)
-        out[..., self.kept] = z
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        out = code.new_zeros(len(code), 1, self.input_length)
+        out[:, 0, self.kept] = code
         return out
 
     def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -106,14 +106,14 @@ class FourierSparse(SpectralBaseline):
         return latent // 3
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        bins = RFFT.unpack(x)  # [..., n // 2 + 1, 2]
+        bins = RFFT.unpack(x.flatten(1))  # [B, n // 2 + 1, 2]
         index = bins.square().sum(-1).topk(self.num_bins, dim=-1).indices.sort(-1).values
         kept = bins.gather(-2, index.unsqueeze(-1).expand(*index.shape, 2))
         return torch.cat([kept.flatten(-2), index.float()], dim=-1)  # indices < 2**24: exact in fp32
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
         k = self.num_bins
-        values, index = z[..., : 2 * k].unflatten(-1, (k, 2)), z[..., 2 * k :].round().long()
-        bins = z.new_zeros(*z.shape[:-1], self.input_length // 2 + 1, 2)
+        values, index = code[:, : 2 * k].unflatten(-1, (k, 2)), code[:, 2 * k :].round().long()
+        bins = code.new_zeros(len(code), self.input_length // 2 + 1, 2)
         bins.scatter_(-2, index.unsqueeze(-1).expand(*index.shape, 2), values)
-        return RFFT.pack(bins, self.input_length)
+        return RFFT.pack(bins, self.input_length).unsqueeze(1)

@@ -58,3 +58,4 @@ class ConvAutoencoder(AutoencoderModule):
             nn.Linear(latent, flat), nn.ReLU(), nn.Unflatten(1, (channels[-1], lengths[-1])), Checkpointed(*up)
         )
         init_weights(self.encoder, self.decoder, weight_init)
+        self.latent_shape = (latent,)

@@ -19,3 +19,4 @@ class FCAutoencoder(AutoencoderModule):
         self.encoder = Checkpointed(*dense_stack(widths, last_activation=True))
         self.decoder = Checkpointed(*dense_stack(widths[::-1], last_activation=False))
         init_weights(self.encoder, self.decoder, weight_init)
+        self.latent_shape = (1, latent)

@@ -76,3 +76,16 @@ class SparseConvAutoencoder(AutoencoderModule):
         x = F.pad(x.to(self.encoder.weight.dtype), (0, -n % self.hop))
         z, terms = self.bottleneck(self.encoder(x))
         return self.decoder(z)[..., :n], terms
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The kept coefficients' values, then their positions in the [hop, frames] grid: [B, latent]."""
+        x = F.pad(x.to(self.encoder.weight.dtype), (0, -x.shape[-1] % self.hop))
+        flat = self.encoder(x).flatten(1)
+        position = flat.abs().topk(self.bottleneck.k, dim=1).indices.sort(dim=1).values
+        return torch.cat([flat.gather(1, position), position.to(flat.dtype)], dim=1)  # positions < 2**24: exact
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        k = self.bottleneck.k
+        flat = code.new_zeros(len(code), math.prod(self.latent_shape))
+        flat.scatter_(1, code[:, k:].round().long(), code[:, :k])
+        return self.decoder(flat.view(len(code), *self.latent_shape))[..., : self.input_length]

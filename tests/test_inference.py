@@ -1,0 +1,116 @@
+"""aerecon.load and aerecon-reconstruct: a trained model used outside training."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+import aerecon
+from aerecon.errors import ConfigError
+from aerecon.reconstruct import check
+from aerecon.stitch import Stitcher
+
+# One small checkpoint per model family, written by aerecon before the networks were separated from
+# the training module: every later version must still load them (see fixtures/checkpoints/README.md).
+FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
+LATENT = {"fc": 16, "conv": 16, "resconv": 48, "sparseconv": 40, "fourier_sparse": 30, "fourier_topk": 40}
+
+
+@pytest.mark.parametrize("name", sorted(LATENT))
+def test_checkpoints_of_every_family_load_and_code_segments(name):
+    model = aerecon.load(FIXTURES / f"{name}.ckpt", device="cpu")
+    assert (model.sample_rate, model.segment_samples, model.latent_size) == (2000, 200, LATENT[name])
+    assert model.config["model"]["latent"] == LATENT[name]
+    wave = 0.2 * torch.randn(3, 1, 200, generator=torch.Generator().manual_seed(0))
+    latent = model.encode(wave)
+    assert latent.shape == (3, LATENT[name]) and latent.dtype == torch.float32
+    decoded = model.decode(latent)
+    assert decoded.shape == (3, 1, 200)
+    # the same as the training module's own reconstruction (what aerecon.evaluate scores)
+    torch.testing.assert_close(decoded, model.module.reconstruct(wave), rtol=1e-5, atol=1e-6)
+
+    song = 0.2 * torch.randn(1234, generator=torch.Generator().manual_seed(1))
+    stitched = model.reconstruct(song)
+    assert stitched.shape == song.shape
+    torch.testing.assert_close(stitched, Stitcher(200)(model.module.reconstruct, song))
+
+
+def test_a_sparse_code_reconstructs_a_song_of_any_length():
+    model = aerecon.load(FIXTURES / "fourier_sparse.ckpt")
+    t = np.arange(5 * 2000 + 37) / 2000
+    song = (0.3 * np.sin(2 * np.pi * 100 * t) + 0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    out = model.reconstruct(song).numpy()
+    snr = 10 * math.log10(np.sum(song**2) / np.sum((song - out) ** 2))
+    assert len(out) == len(song) and snr > 30
+
+
+def test_reconstruct_runs_a_long_song_one_batch_at_a_time():
+    model = aerecon.load(FIXTURES / "conv.ckpt")
+    real, batches = model.module.reconstruct, []
+
+    def recording(segments):
+        batches.append(len(segments))
+        return real(segments)
+
+    model.module.reconstruct = recording
+    model.reconstruct(torch.zeros(60 * 2000), batch_size=16)
+    assert max(batches) == 16 and sum(batches) > 16 * 30  # a minute of segments, never more than 16 at once
+
+
+def test_wrong_shapes_and_paths_are_clear():
+    model = aerecon.load(FIXTURES / "fc.ckpt")
+    with pytest.raises(ValueError, match=r"wave must have shape \[B, 1, 200\], got \[3, 200\]"):
+        model.encode(torch.zeros(3, 200))
+    with pytest.raises(ValueError, match=r"latent must have shape \[B, 16\], got \[2, 15\]"):
+        model.decode(torch.zeros(2, 15))
+    with pytest.raises(ValueError, match=r"wave must have shape \[B\]"):
+        model.reconstruct(torch.zeros(1, 1, 400))
+    with pytest.raises(ConfigError, match="does not exist"):
+        aerecon.load(FIXTURES / "missing.ckpt")
+
+
+def test_reconstruct_command_writes_the_song_at_either_rate(tmp_path):
+    t = np.arange(int(3.5 * 44100)) / 44100
+    sf.write(tmp_path / "song.flac", np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 90 * t)], 1),
+             44100)
+    result = subprocess.run([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={FIXTURES / 'fourier_sparse.ckpt'}",
+                             "input=song.flac", "output=back.wav", "rate=input"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Wrote back.wav (44100 Hz)" in result.stdout
+    back, rate = sf.read(tmp_path / "back.wav")
+    assert rate == 44100 and len(back) == len(t)
+    mono = 0.5 * (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 90 * t))
+    assert 10 * math.log10(np.sum(mono**2) / np.sum((mono - back) ** 2)) > 20  # low tones survive 2 kHz and back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.wav", "song.flac"]  # no run folder
+
+
+def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
+    song, kept = tmp_path / "song.wav", tmp_path / "kept.wav"
+    sf.write(song, np.zeros(100) + 0.1, 8000)
+    kept.write_bytes(b"the user's own file")
+
+    def cfg(**changes):
+        return OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(song), "output": str(tmp_path / "o.wav"),
+                                 "overwrite": False, "rate": "model", "batch_size": 40, **changes})
+
+    faults = {
+        "input=.*nope.wav: no such file": cfg(input=str(tmp_path / "nope.wav")),
+        "output=.*kept.wav exists; add overwrite=true": cfg(output=str(kept)),
+        "output=.*song.wav is the input file": cfg(output=str(song), overwrite=True),
+        "output=.*o.mp3: the reconstruction is written as WAV": cfg(output=str(tmp_path / "o.mp3")),
+        "the folder .*missing does not exist": cfg(output=str(tmp_path / "missing" / "o.wav")),
+        "rate=loud: use model .* or input": cfg(rate="loud"),
+        "batch_size=0: must be a whole number": cfg(batch_size=0),
+        "input is not set": OmegaConf.create({"ckpt_path": "x", "input": "???", "output": "o.wav"}),
+    }
+    for message, config in faults.items():
+        with pytest.raises(ConfigError, match=message):
+            check(config)
+    assert kept.read_bytes() == b"the user's own file"
