@@ -105,6 +105,8 @@ def test_every_readme_command_runs_as_written(user):
             line = line.replace("<run>", str(newest(runs)))
         if "<sweep>" in line:
             line = line.replace("<sweep>", str(newest(sweeps)))
+        if "<song>" in line:
+            line = line.replace("<song>", shlex.quote(str(Path(env["HOME"]) / "music" / "song 0.wav")))
         if line.startswith("make install TORCH_INDEX="):
             check_torch_index_route(line.split("=", 1)[1])
             ran.append(command)
