@@ -30,6 +30,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"with ckpt_path={resume}" if resume else "No checkpoint had been written yet")) from None
 
 
+# Checkpoints written before the networks were separated from the training module: each
+# architecture was its own LightningModule, configured flat (`model._target_` was its class) and
+# holding its weights at the top level (`encoder.0.weight`). They load as they are now.
+MODULE_KEYS = {"representation": None, "loss": None, "optimizer": None, "scheduler": None, "bottleneck": None,
+               "gradient_checkpointing": False}
+MODULE_TARGET = "aerecon.models.AutoencoderModule"
+
+
+def upgrade_model_config(model: dict) -> dict:
+    """A checkpoint's `model` config in today's form: the training module around `net`."""
+    if "net" in model:
+        return model
+    net = {k: v for k, v in model.items() if k not in MODULE_KEYS and k != "_convert_"}
+    return {"_target_": MODULE_TARGET, "_convert_": "all", "net": net,
+            **{k: model.get(k, default) for k, default in MODULE_KEYS.items()}}
+
+
+def upgrade_state_dict(state: dict) -> dict:
+    """A checkpoint's weights under today's names: the network's under `net.`."""
+    if not state or any(k.startswith("net.") for k in state):
+        return state
+    return {k if k.startswith(("bottleneck.", "metrics.")) or k == "progress" else f"net.{k}": v
+            for k, v in state.items()}
+
+
 def load_checkpoint_config(path: str | Path) -> dict:
     """The resolved run config stored in an aerecon checkpoint; a clear error for anything else."""
     path = Path(path).expanduser()
@@ -48,6 +73,8 @@ def load_checkpoint_config(path: str | Path) -> dict:
     config = checkpoint.get("aerecon", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(f"ckpt_path={path} is not an aerecon checkpoint (it carries no aerecon config)")
+    if isinstance(config.get("model"), dict):
+        config["model"] = upgrade_model_config(config["model"])
     return config
 
 
@@ -74,7 +101,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
     config = load_checkpoint_config(path)
     model = build(config["model"])
-    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    state = upgrade_state_dict(torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True,
+                                          mmap=True)["state_dict"])
     check_weights(model, state, path)
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -152,7 +152,7 @@ def saved_bytes(model, batch_size: int, precision: str, checkpointing: bool) -> 
     buffers = {name: b.clone() for name, b in model.named_buffers()}  # a VQ codebook, a VAE's step count
     try:
         with counter.hooks(), autocast, torch.enable_grad():
-            target, output, _ = model._reconstruct(wave)
+            target, output, _ = model.autoencode_wave(wave)
             counter.phase = "loss"
             with torch.autocast("cpu", enabled=False):
                 model.loss(output, target, model.representation.decode(output), wave)

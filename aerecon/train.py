@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon import CONF_DIR, run_folder_of
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
-from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
+from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config, upgrade_state_dict
 from aerecon.checks import check_train
 from aerecon.config import build
 from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
@@ -162,7 +162,7 @@ def _train(cfg: DictConfig, forwarding: Forwarding) -> dict:
     run = assemble(cfg)
     forwarding.add(run.trainer.strategy.launcher)  # DDP ranks started by this process stop with it
     if checkpoint is not None:  # Lightning's own loading would fail deep inside with a traceback
-        check_weights(run.model, checkpoint.get("state_dict", {}), cfg.ckpt_path)
+        check_weights(run.model, upgrade_state_dict(checkpoint.get("state_dict", {})), cfg.ckpt_path)
     datamodule, model, trainer, best, logger = run.datamodule, run.model, run.trainer, run.best, run.trainer.logger
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)

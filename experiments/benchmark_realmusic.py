@@ -56,8 +56,8 @@ ENTRIES = {
 }
 BASELINES = {"lowpass", "fourier_topk", "fourier_sparse", "sparseconv_untrained"}
 # --full-size: the thesis shapes as published (for a GPU; no 8 GB budget check, the plan is still reported)
-FULL_SIZE = {"fc_thesis": ["model.hidden=[9800,6500]", "budget_gb=null"],
-             "conv_thesis": ["model.channels=[16,32,64]", "budget_gb=null"]}
+FULL_SIZE = {"fc_thesis": ["model.net.hidden=[9800,6500]", "budget_gb=null"],
+             "conv_thesis": ["model.net.channels=[16,32,64]", "budget_gb=null"]}
 COLUMNS = [("snr_db", "SNR dB"), ("si_sdr_db", "SI-SDR dB"), ("band_snr_db_low", "SNR <250 Hz"),
            ("band_snr_db_mid", "SNR 250-1000 Hz"), ("band_snr_db_high", "SNR >1000 Hz"),
            ("stft_distance", "MR-STFT dist.")]

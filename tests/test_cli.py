@@ -27,7 +27,7 @@ def test_model_sweep_gives_one_run_and_tensorboard_run_per_model(tmp_path, share
 def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path, shared_dirs):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("data=folder", f"data.root={empty}", "model.hidden=[64]", cwd=tmp_path)  # a model that fits 8 GB
+    result = run_cli("data=folder", f"data.root={empty}", "model.net.hidden=[64]", cwd=tmp_path)  # a model that fits 8 GB
     assert result.returncode == 2
     assert "aerecon: error: No audio files" in result.stderr and str(empty) in result.stderr
     assert "Traceback" not in result.stderr
@@ -68,7 +68,7 @@ def test_concurrent_runs_build_the_cache_once_and_never_share_a_folder(tmp_path)
     args = ["data=folder", f"data.root={root}", "data.split=folders", f"paths.cache_dir={tmp_path / 'cache'}",
             "data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
             "trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
-            "callbacks.reconstruction_preview=null", "model=fc", "model.hidden=[16]", "model.latent=8", "test=false"]
+            "callbacks.reconstruction_preview=null", "model=fc", "model.net.hidden=[16]", "model.net.latent=8", "test=false"]
     jobs = [subprocess.Popen([sys.executable, "-m", "aerecon.train", *args], cwd=tmp_path, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
     outputs = [job.communicate(timeout=600)[0] for job in jobs]

@@ -9,12 +9,12 @@ from aerecon.train import train
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["model=fc", "model.latent=999999"],
-     r"model.latent=999999 must be between 1 and the model's input length 1000 .* e.g. model.latent=250"),
-    (["model=conv", "representation=raw", "data.segment_seconds=0.002", "model.channels=[2,2,2,2]", "model.latent=1"],
+    (["model=fc", "model.net.latent=999999"],
+     r"model.net.latent=999999 must be between 1 and the model's input length 1000 .* e.g. model.net.latent=250"),
+    (["model=conv", "representation=raw", "data.segment_seconds=0.002", "model.net.channels=[2,2,2,2]", "model.net.latent=1"],
      r"data segment of 4 samples is too short for 4 conv layers .* e.g. data.segment_seconds=3.0"),
-    (["model=resconv", "representation=raw", "data.segment_seconds=0.002", "model.latent=4"],
-     r"model.strides=\[4\] leave .* change model.latent_channels or model.strides"),
+    (["model=resconv", "representation=raw", "data.segment_seconds=0.002", "model.net.latent=4"],
+     r"model.net.strides=\[4\] leave .* change model.net.latent_channels or model.net.strides"),
     (["data.sample_rate=0"], r"data.sample_rate=0: must be a positive rate in Hz, e.g. data.sample_rate=4410"),
     (["data.sample_rate=-8000"], r"data.sample_rate=-8000: must be a positive rate in Hz, e.g. data.sample_rate=4410"),
     (["data=folder", "~data.num_songs", "~data.song_seconds", "~data.render_rate"],

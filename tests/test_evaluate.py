@@ -51,7 +51,7 @@ def test_baselines_fit_in_one_epoch_and_checkpoint(sweep):
 
 
 def test_fourier_topk_keeps_the_training_splits_strongest_bins(make_cfg):
-    cfg = make_cfg("model=fourier_topk", "model.latent=9")
+    cfg = make_cfg("model=fourier_topk", "model.net.latent=9")
     results = train(cfg)
     model, _ = load_model(results["best_checkpoint"])
     datamodule = __import__("hydra.utils", fromlist=["instantiate"]).instantiate(cfg.data)
@@ -89,7 +89,7 @@ def test_fourier_sparse_keeps_each_segments_own_strongest_bins(n):
 def test_fourier_sparse_trains_one_epoch_and_beats_the_linear_baselines(make_cfg):
     snr = {}
     for name in ("fourier_topk", "fourier_sparse"):
-        results = train(make_cfg(f"model={name}", "model.latent=48"))
+        results = train(make_cfg(f"model={name}", "model.net.latent=48"))
         assert results["epochs"] == 1
         snr[name] = results["best"]["val/snr_db"]
     assert snr["fourier_sparse"] > snr["fourier_topk"] > 0, snr

@@ -26,7 +26,7 @@ LATENT = {"fc": 16, "conv": 16, "resconv": 48, "sparseconv": 40, "fourier_sparse
 def test_checkpoints_of_every_family_load_and_code_segments(name):
     model = aerecon.load(FIXTURES / f"{name}.ckpt", device="cpu")
     assert (model.sample_rate, model.segment_samples, model.latent_size) == (2000, 200, LATENT[name])
-    assert model.config["model"]["latent"] == LATENT[name]
+    assert model.config["model"]["net"]["latent"] == LATENT[name]
     wave = 0.2 * torch.randn(3, 1, 200, generator=torch.Generator().manual_seed(0))
     latent = model.encode(wave)
     assert latent.shape == (3, LATENT[name]) and latent.dtype == torch.float32

@@ -121,7 +121,7 @@ def caching_run(corpus: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[st
 
     cache = tmp_path / "cache"
     args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={corpus}", "data.decode_workers=2",
-            f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.latent=8", "trainer.enable_progress_bar=false"]
+            f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.net.latent=8", "trainer.enable_progress_bar=false"]
     run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = ""
     while "Caching audio" not in output and run.poll() is None:

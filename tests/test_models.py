@@ -3,7 +3,7 @@ import torch
 from hydra.utils import instantiate
 
 from aerecon.errors import ConfigError
-from aerecon.models import ConvAutoencoder, FCAutoencoder
+from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
 
 THESIS_N = 13230  # 3 s at 4410 Hz
 
@@ -49,8 +49,9 @@ def test_thesis_experiments_build_the_thesis_setup(make_cfg, model_name, total):
     cfg = make_cfg(f"experiment=thesis_{model_name}")
     with torch.device("meta"):
         model = instantiate(cfg.model)
-    assert type(model).__name__ == {"fc": "FCAutoencoder", "conv": "ConvAutoencoder"}[model_name]
-    assert model.input_length == THESIS_N
+    assert isinstance(model, AutoencoderModule)
+    assert type(model.net).__name__ == {"fc": "FCAutoencoder", "conv": "ConvAutoencoder"}[model_name]
+    assert model.input_length == model.net.input_length == THESIS_N
     assert sum(p.numel() for p in model.parameters()) == total
     assert (cfg.data.sample_rate, cfg.data.segment_seconds, cfg.data.batch_size) == (4410, 3.0, 40)
     assert cfg.representation._target_.endswith("RFFT") and cfg.representation.norm == "backward"
@@ -84,8 +85,8 @@ def test_fc_output_shape_and_widths():
 @pytest.mark.parametrize("cls, kwargs", [(FCAutoencoder, {"hidden": [16]}), (ConvAutoencoder, {"channels": [2, 4]})])
 def test_gradient_checkpointing_gives_the_same_gradients(cls, kwargs):
     torch.manual_seed(0)
-    plain = cls(300, latent=5, **kwargs)
-    ckpt = cls(300, latent=5, gradient_checkpointing=True, **kwargs)
+    plain = AutoencoderModule(cls(300, latent=5, **kwargs))
+    ckpt = AutoencoderModule(cls(300, latent=5, **kwargs), gradient_checkpointing=True)
     ckpt.load_state_dict(plain.state_dict())
     ckpt.setup("fit")
     x = torch.randn(4, 1, 300)
@@ -99,7 +100,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(cls, kwargs):
 def test_bad_sizes_are_config_errors():
     with pytest.raises(ConfigError, match="too short for 3 conv layers"):
         ConvAutoencoder(5, channels=[2, 2, 2])
-    with pytest.raises(ConfigError, match="model.latent=600"):
+    with pytest.raises(ConfigError, match="model.net.latent=600"):
         FCAutoencoder(500, latent=600)
-    with pytest.raises(ConfigError, match="model.latent=0"):
+    with pytest.raises(ConfigError, match="model.net.latent=0"):
         ConvAutoencoder(500, latent=0)

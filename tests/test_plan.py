@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 
 from aerecon.config import compose_train
 from aerecon.errors import ConfigError
-from aerecon.models import ConvAutoencoder, FCAutoencoder
+from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
 from aerecon.plan import GIB, _with, optimizer_state_bytes, plan_memory, saved_bytes
 from aerecon.train import train
 from conftest import TINY, run_cli
@@ -43,7 +43,7 @@ def test_adafactor_state_formula_matches_a_real_step():
 
 
 def test_activations_fall_with_gradient_checkpointing_and_16_bit_and_grow_linearly():
-    model = ConvAutoencoder(13230, channels=[16, 32, 64], latent=128)
+    model = AutoencoderModule(ConvAutoencoder(13230, channels=[16, 32, 64], latent=128))
     full = saved_bytes(model, 3, "32-true", checkpointing=False)["model"]
     assert saved_bytes(model, 3, "32-true", checkpointing=True)["model"] < full / 2
     assert saved_bytes(model, 3, "16-true", checkpointing=False)["model"] == full // 2
@@ -79,7 +79,7 @@ def test_adafactor_trains_and_budget_null_turns_the_check_off(make_cfg, precisio
 def test_shipped_8gb_thesis_experiments_plan_under_8_gib(experiment, model, below):
     """The thesis-size models themselves (built on the CPU once), as shipped for an 8 GB card."""
     cfg = compose_train([f"experiment={experiment}"])
-    assert cfg.model._target_.endswith(model)
+    assert cfg.model.net._target_.endswith(model)
     plan = plan_memory(cfg)
     assert plan.fits and plan.total < below * GIB
 

@@ -23,7 +23,7 @@ from test_environment import outside_make
 
 BIN = Path(sys.executable).parent
 TINY_TRAIN = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
-              "data.split={train:1,val:1,test:1}", "model.latent=8", "trainer.max_epochs=1",
+              "data.split={train:1,val:1,test:1}", "model.net.latent=8", "trainer.max_epochs=1",
               "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
               "callbacks.reconstruction_preview=null"]
 TINY_DEMO = ["data.num_songs=12", "data.song_seconds=4.0", "data.render_rate=8000", "data.split={train:2,val:1,test:1}",

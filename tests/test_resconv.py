@@ -9,7 +9,7 @@ from aerecon.checkpoint import load_model
 from aerecon.train import train
 
 from aerecon.errors import ConfigError
-from aerecon.models import FCAutoencoder, ResConvAutoencoder, VAEBottleneck, VectorQuantizer
+from aerecon.models import AutoencoderModule, FCAutoencoder, ResConvAutoencoder, VAEBottleneck, VectorQuantizer
 from aerecon.representation import RFFT, Raw
 from test_train import scalars  # tests/ is on sys.path (pytest rootdir conftest)
 
@@ -23,10 +23,11 @@ from test_train import scalars  # tests/ is on sys.path (pytest rootdir conftest
 ])
 def test_latent_size_is_exact_and_any_length_round_trips(representation, n, strides, channels, latent,
                                                          latent_channels):
-    model = ResConvAutoencoder(n, channels=channels, strides=strides, latent=latent, latent_channels=latent_channels,
-                               dilations=[1, 3], representation=representation)
+    net = ResConvAutoencoder(n, channels=channels, strides=strides, latent=latent, latent_channels=latent_channels,
+                             dilations=[1, 3])
+    model = AutoencoderModule(net, representation=representation)
     x = representation.encode(torch.randn(2, 1, n))
-    z = model.encoder(x)
+    z = net.encode(x)
     assert z.shape == (2, latent_channels, latent // latent_channels) and z[0].numel() == latent
     assert model(x).shape == x.shape
     assert model.reconstruct(torch.randn(2, 1, n)).shape == (2, 1, n)
@@ -50,7 +51,7 @@ def test_bad_shapes_are_config_errors(kwargs, message):
 
 def test_bottleneck_on_a_model_without_a_channel_latent_is_refused():
     with pytest.raises(ConfigError, match="resconv"):
-        FCAutoencoder(1000, hidden=[16], latent=8, bottleneck=VectorQuantizer)
+        AutoencoderModule(FCAutoencoder(1000, hidden=[16], latent=8), bottleneck=VectorQuantizer)
 
 
 def test_vq_quantizes_to_codes_and_passes_gradients_straight_through():
@@ -124,7 +125,7 @@ def test_vae_samples_in_training_uses_the_mean_in_eval_and_warms_up_kl():
 def test_resconv_builds_from_config(make_cfg, overrides):
     cfg = make_cfg("model=resconv", *overrides)
     model = instantiate(cfg.model)
-    assert isinstance(model, ResConvAutoencoder) and model.latent_shape == (2, 250)
+    assert isinstance(model.net, ResConvAutoencoder) and model.net.latent_shape == (2, 250)
     kind = {"bottleneck=vq": VectorQuantizer, "bottleneck=vae": VAEBottleneck}.get(overrides[-1])
     assert (model.bottleneck is None) if kind is None else isinstance(model.bottleneck, kind)
 
@@ -156,6 +157,6 @@ def test_short_fit_on_demo_data_logs_every_term_and_evaluates(make_cfg, override
 def test_resconv_stft_experiment_composes_with_the_documented_command(make_cfg, tmp_path):
     cfg = make_cfg("experiment=resconv_stft", "data=folder", f"data.root={tmp_path}", "trainer.max_time=00:12:00:00")
     model = instantiate(cfg.model)
-    assert isinstance(model, ResConvAutoencoder) and model.encoder(torch.zeros(1, 1, 13230)).numel() == 3300
+    assert isinstance(model.net, ResConvAutoencoder) and model.net.encode(torch.zeros(1, 1, 13230)).numel() == 3300
     assert cfg.trainer.max_time == "00:12:00:00" and cfg.data.root == str(tmp_path)
     assert set(model.loss.terms) == {"mse", "stft"}

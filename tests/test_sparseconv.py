@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from aerecon.checkpoint import load_model
 from aerecon.errors import ConfigError
-from aerecon.models import SparseConvAutoencoder
+from aerecon.models import AutoencoderModule, SparseConvAutoencoder
 from aerecon.models.sparseconv import TopK
 from aerecon.representation import Raw, RFFT
 from aerecon.train import train
@@ -28,62 +28,65 @@ def tones(n: int, rate: int = 4410) -> torch.Tensor:
 
 @pytest.mark.parametrize("n, hop", [(13230, 245), (1001, 64), (300, 300)])
 def test_the_mdct_filterbank_pair_reconstructs_any_length_perfectly(n, hop):
-    model = SparseConvAutoencoder(n, latent=2, hop=hop, representation=Raw())
-    model.bottleneck = TopK(math.prod(model.latent_shape))  # keep every coefficient: the filterbanks alone
+    net = SparseConvAutoencoder(n, latent=2, hop=hop)
+    net.topk = TopK(math.prod(net.latent_shape))  # keep every coefficient: the filterbanks alone
     wave = torch.randn(3, 1, n)
-    assert torch.allclose(model.autoencode(wave)[0], wave, atol=1e-5)
+    assert torch.allclose(net(wave), wave, atol=1e-5)
 
 
 def test_the_code_is_latent_numbers_the_largest_coefficients_and_their_positions():
-    model = SparseConvAutoencoder(13230, latent=3300, hop=245, representation=Raw())
+    net = SparseConvAutoencoder(13230, latent=3300, hop=245)
     wave = torch.randn(4, 1, 13230)
-    dense = model.encoder(wave)
-    sparse, _ = model.bottleneck(dense)
-    assert sparse.shape == dense.shape == (4, *model.latent_shape)
+    dense = net.encoder(torch.nn.functional.pad(wave, (0, -13230 % 245)))
+    sparse = net.encode(wave)
+    assert sparse.shape == dense.shape == (4, *net.latent_shape)
     assert (sparse != 0).flatten(1).sum(1).tolist() == [1650] * 4  # 1650 values + 1650 positions = 3300
     smallest_kept = sparse.abs().flatten(1).where(sparse.flatten(1) != 0, torch.inf).min(1).values
     largest_dropped = dense.abs().flatten(1).where(sparse.flatten(1) == 0, 0).max(1).values
     assert (smallest_kept >= largest_dropped).all()
+    code = net.pack(sparse)  # the 1650 values, then their 1650 positions
+    assert code.shape == (4, 3300) and torch.equal(net.unpack(code), sparse)
 
 
 def test_the_mdct_start_already_codes_music_and_a_random_start_does_not():
     segment = tones(13230)
-    mdct = SparseConvAutoencoder(13230, latent=3300, hop=245, representation=Raw())
+    mdct = AutoencoderModule(SparseConvAutoencoder(13230, latent=3300, hop=245), representation=Raw())
     torch.manual_seed(0)
-    random = SparseConvAutoencoder(13230, latent=3300, hop=245, init="random", representation=Raw())
+    random = AutoencoderModule(SparseConvAutoencoder(13230, latent=3300, hop=245, init="random"), representation=Raw())
     with torch.no_grad():
         assert snr_db(segment, mdct.reconstruct(segment)) > 30
         assert snr_db(segment, random.reconstruct(segment)) < 5
 
 
 def test_gradients_reach_the_kept_coefficients_filters():
-    model = SparseConvAutoencoder(1000, latent=20, hop=50, representation=Raw())
+    net = SparseConvAutoencoder(1000, latent=20, hop=50)
     wave = torch.randn(2, 1, 1000)
-    model.reconstruct(wave).square().sum().backward()
-    assert model.encoder.weight.grad.abs().sum() > 0 and model.decoder.weight.grad.abs().sum() > 0
+    net(wave).square().sum().backward()
+    assert net.encoder.weight.grad.abs().sum() > 0 and net.decoder.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(representation=RFFT()), "representation=raw"),
-    (dict(hop=0), "model.hop=0"),
+    (dict(hop=0), "model.net.hop=0"),
     (dict(latent=1), "at least 2"),
-    (dict(latent=5000), "model.latent=5000"),
-    (dict(init="dct"), "model.init=dct"),
+    (dict(latent=5000), "model.net.latent=5000"),
+    (dict(init="dct"), "model.net.init=dct"),
 ])
 def test_bad_options_are_config_errors(kwargs, message):
+    representation = kwargs.pop("representation", Raw())
     with pytest.raises(ConfigError, match=message):
-        SparseConvAutoencoder(1000, **{"representation": Raw(), "latent": 250, "hop": 50, **kwargs})
+        AutoencoderModule(SparseConvAutoencoder(1000, **{"latent": 250, "hop": 50, **kwargs}), representation=representation)
 
 
 def test_short_fit_on_demo_data_checkpoints_and_reconstructs(make_cfg):
-    cfg = make_cfg("model=sparseconv", "representation=raw", "model.latent=250", "model.hop=50",
+    cfg = make_cfg("model=sparseconv", "representation=raw", "model.net.latent=250", "model.net.hop=50",
                    "loss.terms.mse.normalized=true", "optimizer.weight_decay=0", "optimizer.lr=1e-3",
                    "trainer.max_epochs=3")
     results = train(cfg)
     snr = [v for _, v in scalars(Path(results["tensorboard"]), "val/snr_db")]
     assert len(snr) == 3 and all(math.isfinite(v) for v in snr) and max(snr) > 3, snr
     model, _ = load_model(results["best_checkpoint"])
-    assert isinstance(model, SparseConvAutoencoder)
+    assert isinstance(model.net, SparseConvAutoencoder)
     wave = torch.randn(2, 1, model.input_length) * 0.1
     assert model.reconstruct(wave).shape == wave.shape
 
@@ -91,7 +94,7 @@ def test_short_fit_on_demo_data_checkpoints_and_reconstructs(make_cfg):
 def test_best_experiment_composes_with_the_documented_command(make_cfg, tmp_path):
     cfg = make_cfg("experiment=best", "data=folder", f"data.root={tmp_path}", "trainer.max_time=00:12:00:00")
     model = instantiate(cfg.model)
-    assert isinstance(model, SparseConvAutoencoder) and model.bottleneck.k * 2 == 3300
+    assert isinstance(model.net, SparseConvAutoencoder) and model.net.topk.k * 2 == 3300
     assert model.input_length == 13230 and sum(p.numel() for p in model.parameters()) == 2 * 245 * 490
     assert cfg.trainer.max_time == "00:12:00:00" and cfg.data.root == str(tmp_path)
     assert cfg.optimizer.weight_decay == 0 and model.loss.terms["mse"].normalized

@@ -33,7 +33,7 @@ def test_optuna_search_minimises_the_val_loss_train_returns(tmp_path, shared_dir
     trials = [yaml.safe_load((run / "results.json").read_text()) for run in sorted(sweep.glob("*_fc"))]
     assert len(trials) == 2
     assert best["best_value"] == min(t["best"]["val/loss"] for t in trials)
-    assert set(best["best_params"]) == {"optimizer.lr", "model.latent"} and best["best_params"]["model.latent"] in (4, 8)
+    assert set(best["best_params"]) == {"optimizer.lr", "model.net.latent"} and best["best_params"]["model.net.latent"] in (4, 8)
     assert 1e-5 <= best["best_params"]["optimizer.lr"] <= 1e-2
 
 

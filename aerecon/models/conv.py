@@ -3,8 +3,8 @@
 from torch import nn
 
 from aerecon.errors import ConfigError
-from aerecon.models.base import AutoencoderModule, check_latent
 from aerecon.models.layers import Checkpointed, init_weights
+from aerecon.models.net import Net, check_latent
 
 
 def conv_lengths(length: int, depth: int, kernel_size: int, stride: int, padding: int) -> list[int]:
@@ -20,7 +20,7 @@ def output_padding(target: int, length: int, kernel_size: int, stride: int, padd
     return target - ((length - 1) * stride - 2 * padding + kernel_size)
 
 
-class ConvAutoencoder(AutoencoderModule):
+class ConvAutoencoder(Net):
     """Conv1d stack -> dense bottleneck -> mirrored ConvTranspose1d stack.
 
     ReLU after every layer but the last. Each transposed conv gets the output padding that
@@ -29,15 +29,14 @@ class ConvAutoencoder(AutoencoderModule):
     """
 
     def __init__(self, input_length: int, channels: list[int] = (16, 32, 64), kernel_size: int = 4,
-                 stride: int = 2, padding: int = 1, latent: int = 3300, weight_init: str = "pytorch",
-                 **kwargs):
-        super().__init__(input_length, **kwargs)
+                 stride: int = 2, padding: int = 1, latent: int = 3300, weight_init: str = "pytorch"):
+        super().__init__()
         lengths = conv_lengths(input_length, len(channels), kernel_size, stride, padding)
         if lengths[-1] < 1:
             raise ConfigError(
                 f"data segment of {input_length} samples is too short for {len(channels)} conv layers "
                 f"(kernel {kernel_size}, stride {stride}): lengths would be {lengths}. "
-                "Use longer segments, e.g. data.segment_seconds=3.0, or fewer model.channels, e.g. model.channels=[16]"
+                "Use longer segments, e.g. data.segment_seconds=3.0, or fewer model.net.channels, e.g. model.net.channels=[16]"
             )
         flat = channels[-1] * lengths[-1]
         check_latent(latent, input_length)
@@ -58,4 +57,4 @@ class ConvAutoencoder(AutoencoderModule):
             nn.Linear(latent, flat), nn.ReLU(), nn.Unflatten(1, (channels[-1], lengths[-1])), Checkpointed(*up)
         )
         init_weights(self.encoder, self.decoder, weight_init)
-        self.latent_shape = (latent,)
+        self.input_length, self.latent_shape = input_length, (latent,)

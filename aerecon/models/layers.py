@@ -26,7 +26,7 @@ def init_weights(encoder: nn.Module, decoder: nn.Module, scheme: str) -> None:
     ReLU layer, and a deep ReLU autoencoder trained from them tends to learn to output silence; a
     zero output layer starts silent and learns only the directions the data supports."""
     if scheme not in WEIGHT_INITS:
-        raise ConfigError(f"model.weight_init={scheme!r}: use one of {', '.join(WEIGHT_INITS)}")
+        raise ConfigError(f"model.net.weight_init={scheme!r}: use one of {', '.join(WEIGHT_INITS)}")
     if scheme == "pytorch":
         return
     layers = [m for part in (encoder, decoder) for m in part.modules()
@@ -67,7 +67,7 @@ def activation(name: str, channels: int) -> nn.Module:
         return Snake(channels)
     if name in ("elu", "leaky_relu"):
         return nn.ELU() if name == "elu" else nn.LeakyReLU(0.1)
-    raise ConfigError(f"model.activation={name}: use snake, elu or leaky_relu")
+    raise ConfigError(f"model.net.activation={name}: use snake, elu or leaky_relu")
 
 
 class ResidualUnit(nn.Module):

@@ -1,18 +1,17 @@
 """A fully convolutional autoencoder (DAC-style): no dense bottleneck, a [C, T] latent."""
 
 import math
-from collections.abc import Callable
 
 from torch import nn
 
 from aerecon.errors import ConfigError
-from aerecon.models.base import AutoencoderModule, check_latent
 from aerecon.models.conv import conv_lengths, output_padding
 from aerecon.models.layers import Checkpointed, ResidualUnit
 from aerecon.models.layers import activation as activation_layer
+from aerecon.models.net import Net, check_latent
 
 
-class ResConvAutoencoder(AutoencoderModule):
+class ResConvAutoencoder(Net):
     """Input conv -> per stride: residual units (dilated convs) then a strided conv -> residual
     units at the latent rate -> a fitting conv to `latent_channels` x T frames. The decoder
     mirrors it with transposed convs.
@@ -24,24 +23,23 @@ class ResConvAutoencoder(AutoencoderModule):
       2,2,2,2 leave 826 frames, 4 channels x 825 frames).
     - Any input length round-trips: each transposed conv gets the output padding that restores
       the length its mirror conv received.
-    - Works on any representation ([B, 1, n] in and out); a `bottleneck` (vq, vae) acts on the latent.
+    - Works on any representation ([B, 1, n] in and out); a bottleneck (vq, vae) can act on the latent.
     """
 
-    supports_bottleneck = True
+    takes_bottleneck = True
 
     def __init__(self, input_length: int, channels: list[int] = (16, 32, 64, 128, 256),
                  strides: list[int] = (2, 2, 2, 2), latent: int = 3300, latent_channels: int = 4,
-                 kernel_size: int = 7, dilations: list[int] = (1, 3, 9), activation: str = "snake",
-                 bottleneck: Callable[..., nn.Module] | None = None, **kwargs):
-        super().__init__(input_length, bottleneck=bottleneck, **kwargs)
+                 kernel_size: int = 7, dilations: list[int] = (1, 3, 9), activation: str = "snake"):
+        super().__init__()
         channels, strides = list(channels), list(strides)
         if len(channels) != len(strides) + 1:
-            raise ConfigError(f"model.channels={channels} needs one entry more than model.strides={strides}, "
+            raise ConfigError(f"model.net.channels={channels} needs one entry more than model.net.strides={strides}, "
                               f"e.g. channels=[16,32,64,128,256] strides=[2,2,2,2]")
         check_latent(latent, input_length)
         if latent % latent_channels:
-            raise ConfigError(f"model.latent={latent} is not a whole number of frames of "
-                              f"model.latent_channels={latent_channels}; e.g. latent=3300 latent_channels=4")
+            raise ConfigError(f"model.net.latent={latent} is not a whole number of frames of "
+                              f"model.net.latent_channels={latent_channels}; e.g. latent=3300 latent_channels=4")
         frames = latent // latent_channels
         lengths = [input_length]
         for s in strides:
@@ -49,9 +47,9 @@ class ResConvAutoencoder(AutoencoderModule):
         fit = lengths[-1] - frames + 1
         if lengths[-1] < 1 or fit < 1 or fit > max(lengths[-1] // 2, 8):
             raise ConfigError(
-                f"model.strides={strides} leave {lengths[-1]} frames of the {input_length}-sample input "
-                f"(lengths {lengths}), but model.latent={latent} / latent_channels={latent_channels} asks for "
-                f"{frames} frames: change model.latent_channels or model.strides so the two are close "
+                f"model.net.strides={strides} leave {lengths[-1]} frames of the {input_length}-sample input "
+                f"(lengths {lengths}), but model.net.latent={latent} / latent_channels={latent_channels} asks for "
+                f"{frames} frames: change model.net.latent_channels or model.net.strides so the two are close "
                 f"(frames may be at most the strided length)"
             )
 
@@ -79,7 +77,5 @@ class ResConvAutoencoder(AutoencoderModule):
             nn.ConvTranspose1d(latent_channels, channels[-1], fit), Checkpointed(*units(channels[-1]), *up),
             act(channels[0]), nn.Conv1d(channels[0], 1, kernel_size, padding=kernel_size // 2),
         )
-        if bottleneck is not None:
-            self.bottleneck = bottleneck(channels=latent_channels)
-        self.latent_shape = (latent_channels, frames)
+        self.input_length, self.latent_shape = input_length, (latent_channels, frames)
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerecon.errors import ConfigError
-from aerecon.models.base import AutoencoderModule, check_latent
+from aerecon.models.net import Net, check_latent
 from aerecon.representation import Raw
 
 
@@ -24,20 +24,20 @@ class TopK(nn.Module):
     """Keeps the k largest-magnitude numbers of each segment's [C, T] latent and zeroes the rest.
 
     The code is then k values and k positions: 2k numbers. Gradients reach the kept values only
-    (as in k-sparse autoencoders). It adds no loss terms.
+    (as in k-sparse autoencoders).
     """
 
     def __init__(self, k: int):
         super().__init__()
         self.k = k
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         flat = z.flatten(1)
         kept = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, flat.abs().topk(self.k, dim=1).indices, True)
-        return (flat * kept).view_as(z), {}
+        return (flat * kept).view_as(z)
 
 
-class SparseConvAutoencoder(AutoencoderModule):
+class SparseConvAutoencoder(Net):
     """Conv encoder (1 -> `hop` channels, kernel 2 hop, stride hop) -> top-k -> transposed-conv decoder.
 
     - The latent code is `latent` numbers: the latent / 2 largest coefficients of the segment
@@ -49,18 +49,20 @@ class SparseConvAutoencoder(AutoencoderModule):
       cropped back, so any length round-trips.
     """
 
-    def __init__(self, input_length: int, latent: int = 3300, hop: int = 245, init: str = "mdct", **kwargs):
-        super().__init__(input_length, **kwargs)
-        if not isinstance(self.representation, Raw):
-            raise ConfigError("model=sparseconv filters waveforms: use representation=raw")
+    representation = Raw
+    representation_hint = "filters waveforms: use representation=raw"
+
+    def __init__(self, input_length: int, latent: int = 3300, hop: int = 245, init: str = "mdct"):
+        super().__init__()
         check_latent(latent, input_length)
         if latent < 2:
-            raise ConfigError(f"model.latent={latent}: the code holds values and positions, so at least 2, e.g. 3300")
+            raise ConfigError(f"model.net.latent={latent}: the code holds values and positions, so at least 2, "
+                              f"e.g. 3300")
         if not 0 < hop <= input_length:
-            raise ConfigError(f"model.hop={hop}: the filterbank's hop in samples, from 1 to the input length "
-                              f"{input_length}; e.g. model.hop=245 (55 ms at 4410 Hz)")
+            raise ConfigError(f"model.net.hop={hop}: the filterbank's hop in samples, from 1 to the input length "
+                              f"{input_length}; e.g. model.net.hop=245 (55 ms at 4410 Hz)")
         if init not in ("mdct", "random"):
-            raise ConfigError(f"model.init={init}: use mdct or random")
+            raise ConfigError(f"model.net.init={init}: use mdct or random")
         self.hop = hop
         self.encoder = nn.Conv1d(1, hop, 2 * hop, stride=hop, padding=hop, bias=False)
         self.decoder = nn.ConvTranspose1d(hop, 1, 2 * hop, stride=hop, padding=hop, bias=False)
@@ -68,24 +70,24 @@ class SparseConvAutoencoder(AutoencoderModule):
             with torch.no_grad():
                 self.encoder.weight.copy_(mdct_basis(hop).unsqueeze(1))
                 self.decoder.weight.copy_(mdct_basis(hop).unsqueeze(1))
-        self.bottleneck = TopK(latent // 2)
-        self.latent_shape = (hop, -(-input_length // hop) + 1)
-
-    def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        n = x.shape[-1]
-        x = F.pad(x.to(self.encoder.weight.dtype), (0, -n % self.hop))
-        z, terms = self.bottleneck(self.encoder(x))
-        return self.decoder(z)[..., :n], terms
+        self.topk = TopK(latent // 2)
+        self.input_length, self.latent_shape = input_length, (hop, -(-input_length // hop) + 1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The filterbank's coefficients [B, hop, frames], all but the top k zeroed."""
+        return self.topk(self.encoder(F.pad(x, (0, -x.shape[-1] % self.hop))))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)[..., : self.input_length]
+
+    def pack(self, z: torch.Tensor) -> torch.Tensor:
         """The kept coefficients' values, then their positions in the [hop, frames] grid: [B, latent]."""
-        x = F.pad(x.to(self.encoder.weight.dtype), (0, -x.shape[-1] % self.hop))
-        flat = self.encoder(x).flatten(1)
-        position = flat.abs().topk(self.bottleneck.k, dim=1).indices.sort(dim=1).values
+        flat = z.flatten(1)
+        position = flat.abs().topk(self.topk.k, dim=1).indices.sort(dim=1).values
         return torch.cat([flat.gather(1, position), position.to(flat.dtype)], dim=1)  # positions < 2**24: exact
 
-    def decode(self, code: torch.Tensor) -> torch.Tensor:
-        k = self.bottleneck.k
+    def unpack(self, code: torch.Tensor) -> torch.Tensor:
+        k = self.topk.k
         flat = code.new_zeros(len(code), math.prod(self.latent_shape))
         flat.scatter_(1, code[:, k:].round().long(), code[:, :k])
-        return self.decoder(flat.view(len(code), *self.latent_shape))[..., : self.input_length]
+        return flat.view(len(code), *self.latent_shape)

@@ -1,10 +1,10 @@
-"""AutoencoderModule: the train/val/test logic every autoencoder shares.
+"""AutoencoderModule: the one LightningModule, around any network (aerecon.models.net.Net).
 
-Subclasses build `self.encoder` and `self.decoder` (nn.Modules on [B, C, L] tensors) and set
-`self.latent_shape`, the shape of one segment's latent. Data flows waveform ->
-representation.encode -> encoder -> [bottleneck] -> decoder -> representation.decode; the loss
-(aerecon.losses) sees both domains, the metrics the waveforms. `encode` and `decode` give and take
-each segment's code as one flat row of numbers (aerecon.load uses them).
+It owns what every autoencoder shares: the representation, an optional bottleneck, the loss,
+metrics, logging and optimisation. Data flows waveform -> representation.encode -> net.encode
+-> [bottleneck] -> net.decode -> representation.decode; the loss (aerecon.losses) sees both
+domains, the metrics the waveforms. `encode` and `decode` give and take each segment's code as
+one flat row of numbers (aerecon.load uses them).
 """
 
 from collections.abc import Callable
@@ -13,30 +13,19 @@ import lightning as L
 import torch
 from torch import nn
 
+from aerecon.checkpoint import upgrade_state_dict
 from aerecon.errors import ConfigError, NumericalError
 from aerecon.losses import MSELoss, WeightedSum
 from aerecon.metrics import waveform_metrics
 from aerecon.models.layers import Checkpointed
-from aerecon.representation import Representation, RFFT
-
-
-def check_latent(latent: int, input_length: int) -> None:
-    if not 0 < latent <= input_length:
-        raise ConfigError(
-            f"model.latent={latent} must be between 1 and the model's input length {input_length} (one "
-            f"data.segment_seconds segment at data.sample_rate, in the representation): e.g. "
-            f"model.latent={max(1, input_length // 4)}, or longer segments, e.g. data.segment_seconds=3.0"
-        )
+from aerecon.models.net import Net
+from aerecon.representation import RFFT, Representation
 
 
 class AutoencoderModule(L.LightningModule):
-    encoder: nn.Module
-    decoder: nn.Module
-    supports_bottleneck = False  # models with a [B, C, T] latent set this and build self.bottleneck
-
     def __init__(
         self,
-        input_length: int,
+        net: Net,
         representation: Representation | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
@@ -46,15 +35,20 @@ class AutoencoderModule(L.LightningModule):
     ):
         super().__init__()
         # Plain values only: the checkpoint stays loadable with weights_only=True. The full
-        # resolved config (representation, optimizer, ...) rides in the checkpoint separately.
-        self.save_hyperparameters(ignore=["representation", "optimizer", "scheduler", "loss", "bottleneck"],
+        # resolved config (net, representation, optimizer, ...) rides in the checkpoint separately.
+        self.save_hyperparameters(ignore=["net", "representation", "optimizer", "scheduler", "loss", "bottleneck"],
                                   logger=False)
-        if bottleneck is not None and not self.supports_bottleneck:
-            raise ConfigError(f"{type(self).__name__} has no [channels, frames] latent for a bottleneck: "
-                              f"use model=resconv with bottleneck=vq or bottleneck=vae")
-        self.bottleneck: nn.Module | None = None  # set by a subclass (an nn.Module attribute, not a class one)
-        self.input_length = input_length
+        self.net = net
         self.representation = representation or RFFT()
+        if net.representation is not None and not isinstance(self.representation, net.representation):
+            raise ConfigError(f"model.net={type(net).__name__} {net.representation_hint}")
+        self.bottleneck: nn.Module | None = None
+        if bottleneck is not None:
+            if not net.takes_bottleneck:
+                raise ConfigError(f"{type(net).__name__} has no [channels, frames] latent for a bottleneck: "
+                                  f"use model=resconv with bottleneck=vq or bottleneck=vae")
+            self.bottleneck = bottleneck(channels=net.latent_shape[0])
+        self.input_length = net.input_length
         self.loss = loss or WeightedSum({"mse": MSELoss()})
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5))
         self.scheduler_factory = scheduler
@@ -62,7 +56,12 @@ class AutoencoderModule(L.LightningModule):
         self.metrics = nn.ModuleDict({stage: waveform_metrics(stage) for stage in ("val", "test")})
         self._train_sums: dict[str, torch.Tensor] = {}  # see _log_train
         self._train_seen, self._train_epoch = 0, None
-        self.example_input_array = torch.zeros(2, 1, input_length)
+        self.example_input_array = torch.zeros(2, 1, net.input_length)
+        if net.fits:  # fitted in one pass, not by gradients
+            self.automatic_optimization = False
+            # Lightning measures training progress in optimizer steps (no step, no checkpoint), so
+            # each batch steps a no-op optimizer over this empty parameter.
+            self.progress = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` before and after each hook it calls, dozens of times a
@@ -78,31 +77,34 @@ class AutoencoderModule(L.LightningModule):
             if isinstance(module, Checkpointed):
                 module.enabled = self.gradient_checkpointing
 
+    def _weights_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        weight = next(self.net.parameters(), None)  # 16-true models hold fp16 weights
+        return x if weight is None else x.to(weight.dtype)
+
     def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(representation-domain reconstruction of x [B, 1, n], the bottleneck's loss terms)."""
-        weight = next(self.parameters(), None)  # in the weights' dtype: 16-true models hold fp16 weights
-        z = self.encoder(x if weight is None else x.to(weight.dtype))
+        z = self.net.encode(self._weights_dtype(x))
         terms = {}
         if self.bottleneck is not None:
             z, terms = self.bottleneck(z)
-        return self.decoder(z), terms
+        return self.net.decode(z), terms
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.autoencode(x)[0]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Representation-domain segments [B, 1, n] -> their codes [B, numbers] (after the bottleneck)."""
-        weight = next(self.parameters(), None)
-        z = self.encoder(x if weight is None else x.to(weight.dtype))
+        z = self.net.encode(self._weights_dtype(x))
         if self.bottleneck is not None:
             z = self.bottleneck(z)[0]
-        return z.flatten(1)
+        return self.net.pack(z)
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Codes [B, numbers] -> representation-domain segments [B, 1, n]."""
-        return self.decoder(code.view(len(code), *self.latent_shape))
+        return self.net.decode(self.net.unpack(self._weights_dtype(code)))
 
-    def _reconstruct(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def autoencode_wave(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(representation-domain target, output in fp32, bottleneck terms) of waveform segments [B, 1, n]."""
         # FFTs and the loss stay in fp32 whatever the trainer's precision.
         with torch.autocast(self.device.type, enabled=False):
             target = self.representation.encode(wave.float())
@@ -111,13 +113,13 @@ class AutoencoderModule(L.LightningModule):
 
     def reconstruct(self, wave: torch.Tensor) -> torch.Tensor:
         """Waveform segments [B, 1, n] in, their reconstructions (waveforms, fp32) out."""
-        _, output, _ = self._reconstruct(wave)
+        _, output, _ = self.autoencode_wave(wave)
         with torch.autocast(self.device.type, enabled=False):
             return self.representation.decode(output)
 
     def _loss(self, wave: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss, waveform reconstruction); logs every term as {stage}/loss/<name>."""
-        target, output, latent_terms = self._reconstruct(wave)
+        target, output, latent_terms = self.autoencode_wave(wave)
         with torch.autocast(self.device.type, enabled=False):
             reconstruction = self.representation.decode(output)
             terms = self.loss(output, target, reconstruction, wave.float())
@@ -157,6 +159,9 @@ class AutoencoderModule(L.LightningModule):
                      batch_size=batch_size)
 
     def on_train_epoch_end(self) -> None:
+        if self.net.fits:
+            self.trainer.should_stop = True  # one pass is all a fitted network needs
+            return
         if self._train_seen and self._train_epoch == self.current_epoch:
             self.log_dict({f"train/{k}_epoch": v / self._train_seen for k, v in self._train_sums.items()},
                           on_step=False, on_epoch=True, sync_dist=True)
@@ -173,6 +178,7 @@ class AutoencoderModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = upgrade_state_dict(checkpoint.get("state_dict", {}))  # before Lightning loads it
         state = checkpoint.get("aerecon_train_sums", {"epoch": None, "ranks": []})
         ranks = state.get("ranks", [state] if "seen" in state else [])  # older checkpoints: one process's sums
         mine = ranks[self.global_rank] if len(ranks) == self._world_size() else {"seen": 0, "sums": {}}
@@ -182,7 +188,16 @@ class AutoencoderModule(L.LightningModule):
     def _world_size(self) -> int:
         return self._trainer.world_size if self._trainer is not None else 1
 
-    def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def on_validation_epoch_start(self) -> None:
+        # Lightning validates before on_train_epoch_end: a fitted network chooses as soon as it has seen the data.
+        if self.net.fits and not self.trainer.sanity_checking:
+            self.net.fit_end()
+
+    def training_step(self, wave: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        if self.net.fits:
+            self.net.fit_batch(wave)
+            self.optimizers().step()
+            return None
         loss = self._loss(wave, "train")[0]
         if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
             self._diverged(loss)
@@ -216,6 +231,8 @@ class AutoencoderModule(L.LightningModule):
         self._evaluate(wave, "test")
 
     def configure_optimizers(self):
+        if self.net.fits:
+            return torch.optim.SGD([self.progress], lr=0.0)
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
