@@ -59,7 +59,7 @@ def test_fourier_topk_keeps_the_training_splits_strongest_bins(make_cfg):
     energy = sum(np.abs(np.fft.rfft(datamodule.datasets["train"][i].numpy().astype(np.float64))) ** 2
                  for i in range(len(datamodule.datasets["train"]))).ravel()
     expected = set(np.argsort(energy)[-4:].tolist())  # latent 9 -> 4 bins of two numbers
-    kept_positions = set(model.kept.nonzero().flatten().tolist())
+    kept_positions = set(model.net.kept.nonzero().flatten().tolist())
     kept_bins = {(p + 1) // 2 for p in kept_positions}
     assert kept_bins == expected
     assert len(kept_positions) <= 9
@@ -67,12 +67,12 @@ def test_fourier_topk_keeps_the_training_splits_strongest_bins(make_cfg):
 
 @pytest.mark.parametrize("n", [13230, 1001])
 def test_fourier_sparse_keeps_each_segments_own_strongest_bins(n):
-    from aerecon.models import FourierSparse
+    from aerecon.models import AutoencoderModule, FourierSparse
 
-    model = FourierSparse(n, latent=3300 if n == 13230 else 300)
-    k = model.num_bins
+    model = AutoencoderModule(FourierSparse(n, latent=3300 if n == 13230 else 300))
+    k = model.net.num_bins
     wave = torch.randn(3, 1, n)
-    latent = model.encode(model.representation.encode(wave))
+    latent = model.net.encode(model.representation.encode(wave))
     assert latent.shape == (3, 1, 3 * k) and 3 * k == (3300 if n == 13230 else 300)  # the latent's numbers, all
     spectrum = np.fft.rfft(wave.numpy().astype(np.float64))
     strongest = np.argsort(-np.abs(spectrum), axis=-1)[..., :k]

@@ -28,7 +28,7 @@ def test_fit_writes_checkpoints_with_config_and_tensorboard_metrics(make_cfg, mo
     assert best.parent == ckpts and best.name.startswith("best-epoch")
     for path in (ckpts / "last.ckpt", best):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        assert checkpoint["aerecon"]["config"]["model"]["_target_"].endswith(
+        assert checkpoint["aerecon"]["config"]["model"]["net"]["_target_"].endswith(
             {"fc": "FCAutoencoder", "conv": "ConvAutoencoder"}[model])
         assert checkpoint["aerecon"]["config"]["data"]["sample_rate"] == 2000  # resolved, not interpolations
     assert load_checkpoint_config(best)["model_name"] == model
@@ -44,7 +44,7 @@ def test_fit_writes_checkpoints_with_config_and_tensorboard_metrics(make_cfg, mo
         assert value == pytest.approx(sum(v for _, v in steps[e * per_epoch:(e + 1) * per_epoch]) / per_epoch,
                                       rel=1e-5)
     hparams = yaml.safe_load((tb / "hparams.yaml").read_text())
-    assert hparams["model"]["latent"] == 8 and hparams["optimizer"]["lr"] == 1e-4
+    assert hparams["model"]["net"]["latent"] == 8 and hparams["optimizer"]["lr"] == 1e-4
     assert results["best"]["val/loss"] == pytest.approx(min(v for _, v in scalars(tb, "val/loss")))
     assert results["test"]["test/mse"] > 0
     # metrics are computed on time-domain waveforms: a silent output would give SNR 0 dB, MSE = signal power

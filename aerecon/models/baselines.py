@@ -35,19 +35,33 @@ class SpectralBaseline(Net):
         super().__init__()
         check_latent(latent, input_length)
         self.num_bins = min(self.bins_for(latent), input_length // 2 + 1)
-        self.register_buffer("kept", torch.zeros(input_length, dtype=torch.bool))
-        self.input_length, self.latent_shape = input_length, (1, self.code_length())
+        self.input_length = input_length
+        self.latent_shape = (1, self.code_length())
+        self.register_buffer("kept", torch.zeros(input_length, dtype=torch.bool))  # what checkpoints store
+        # The kept positions as indices, padded to the code's length (`valid` zero on the padding):
+        # fixed shapes, so the code exports to ONNX and TorchScript.
+        self.register_buffer("positions", torch.zeros(self.latent_shape[-1], dtype=torch.long), persistent=False)
+        self.register_buffer("valid", torch.zeros(self.latent_shape[-1]), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module.keep(module.kept.cpu()))
 
     def code_length(self) -> int:
-        return int(self.kept.sum())
+        return 2 * self.num_bins
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Keep the packed positions `mask` (a CPU boolean mask over the input) from now on."""
+        index = mask.nonzero().flatten()[: self.latent_shape[-1]]
+        positions = torch.zeros(self.latent_shape[-1], dtype=torch.long)
+        positions[: len(index)] = index
+        self.kept.copy_(mask)
+        self.positions.copy_(positions)
+        self.valid.copy_(torch.arange(self.latent_shape[-1]) < len(index))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., self.kept]
+        return x.index_select(-1, self.positions) * self.valid.to(x.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         out = z.new_zeros(*z.shape[:-1], self.input_length)
-        out[..., self.kept] = z
-        return out
+        return out.index_add(-1, self.positions, z * self.valid.to(z.dtype))
 
 
 class LowpassRFFT(SpectralBaseline):
@@ -55,13 +69,18 @@ class LowpassRFFT(SpectralBaseline):
     def bins_for(latent: int) -> int:
         return (latent + 1) // 2  # bin 0 is one number (its imaginary part is zero), the others two
 
+    def code_length(self) -> int:
+        return int(packed_positions(torch.arange(self.num_bins, device="cpu"), self.input_length).sum())
+
     def __init__(self, input_length: int, latent: int = 3300):
         super().__init__(input_length, latent)
-        self.kept.copy_(packed_positions(torch.arange(self.num_bins, device="cpu"), input_length))
-        self.latent_shape = (1, self.code_length())
+        self.keep(packed_positions(torch.arange(self.num_bins, device="cpu"), input_length))
 
 
 class FourierTopK(SpectralBaseline):
+    """The code has room for two numbers per bin; a bin with one (bin 0, an even length's
+    Nyquist bin) leaves a zero at the end of the code."""
+
     @staticmethod
     def bins_for(latent: int) -> int:
         return latent // 2  # any bin may be chosen, so count two numbers for each
@@ -69,7 +88,6 @@ class FourierTopK(SpectralBaseline):
     def __init__(self, input_length: int, latent: int = 3300):
         super().__init__(input_length, latent)
         self.register_buffer("energy", torch.zeros(input_length // 2 + 1, dtype=torch.float64), persistent=False)
-        self.latent_shape = (1, 2 * self.num_bins)  # the kept positions are chosen in fit_end
 
     def fit_batch(self, wave: torch.Tensor) -> None:
         self.energy += torch.fft.rfft(wave.double()).abs().square().sum(dim=(0, 1))
@@ -77,15 +95,7 @@ class FourierTopK(SpectralBaseline):
     def fit_end(self) -> None:
         if self.energy.any():
             bins = torch.topk(self.energy, self.num_bins).indices.cpu()
-            self.kept.copy_(packed_positions(bins, self.input_length))
-
-    def pack(self, z: torch.Tensor) -> torch.Tensor:
-        # bin 0 or an even length's Nyquist bin has one number: pad such codes to the same length
-        flat = z.flatten(1)
-        return torch.nn.functional.pad(flat, (0, self.latent_shape[-1] - flat.shape[-1]))
-
-    def unpack(self, code: torch.Tensor) -> torch.Tensor:
-        return code[:, : self.code_length()].unsqueeze(1)
+            self.keep(packed_positions(bins, self.input_length))
 
 
 class FourierSparse(SpectralBaseline):
@@ -98,9 +108,8 @@ class FourierSparse(SpectralBaseline):
     def bins_for(latent: int) -> int:
         return latent // 3
 
-    def __init__(self, input_length: int, latent: int = 3300):
-        super().__init__(input_length, latent)
-        self.latent_shape = (1, 3 * self.num_bins)
+    def code_length(self) -> int:
+        return 3 * self.num_bins
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         bins = RFFT.unpack(x)  # [..., n // 2 + 1, 2]
@@ -111,6 +120,6 @@ class FourierSparse(SpectralBaseline):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         k = self.num_bins
         values, index = z[..., : 2 * k].unflatten(-1, (k, 2)), z[..., 2 * k :].round().long()
-        bins = z.new_zeros(*z.shape[:-1], self.input_length // 2 + 1, 2)
-        bins.scatter_(-2, index.unsqueeze(-1).expand(*index.shape, 2), values)
+        bins = z.new_zeros(*z.shape[:-1], self.input_length // 2 + 1, 2).scatter(
+            -2, index.unsqueeze(-1).expand(*index.shape, 2), values)
         return RFFT.pack(bins, self.input_length)

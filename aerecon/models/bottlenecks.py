@@ -1,7 +1,8 @@
 """Bottlenecks between an encoder's latent [B, C, T] and the decoder.
 
 Each maps z to (z', terms): terms["total"] joins the training loss (already weighted), the
-other entries are logged. Built by the model with its latent channel count.
+other entries are logged; `latent(z)` is z' in evaluation, without the terms. Built by the
+training module with its network's latent channel count.
 """
 
 import torch
@@ -75,6 +76,19 @@ class VectorQuantizer(nn.Module):
                 self.ema_count[dead] = self.dead_threshold
                 self.ema_sum[dead] = fresh * self.dead_threshold
 
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        """What the decoder receives in evaluation (each frame's nearest code), without the loss terms."""
+        b, c, t = z.shape
+        flat = z.float().transpose(1, 2).reshape(-1, c)
+        return self.codebook.float()[self.quantize(flat)].reshape(b, t, c).transpose(1, 2).to(z.dtype)
+
+    def equally_near(self, z: torch.Tensor, a: torch.Tensor, b: torch.Tensor, tolerance: float) -> bool:
+        """Whether the quantized latents `a` and `b` of `z` [B, C, T] differ only in frames where
+        their codes are equally near z (within `tolerance`): a near tie that rounding may break
+        either way, as an exported graph's arithmetic can."""
+        distance_a, distance_b = ((z - q).float().square().sum(1).sqrt() for q in (a, b))
+        return bool(((distance_a - distance_b).abs() <= tolerance).all())
+
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b, c, t = z.shape
         flat = z.float().transpose(1, 2).reshape(-1, c)
@@ -114,6 +128,10 @@ class VAEBottleneck(nn.Module):
     def current_weight(self) -> float:
         ramp = 1.0 if self.warmup_steps <= 0 else min(1.0, int(self.step) / self.warmup_steps)
         return self.kl_weight * ramp
+
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        """What the decoder receives in evaluation (the mean), without the loss terms."""
+        return self.stats(z).float().chunk(2, dim=1)[0].to(z.dtype)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mean, log_var = self.stats(z).float().chunk(2, dim=1)

@@ -96,7 +96,7 @@ class AutoencoderModule(L.LightningModule):
         """Representation-domain segments [B, 1, n] -> their codes [B, numbers] (after the bottleneck)."""
         z = self.net.encode(self._weights_dtype(x))
         if self.bottleneck is not None:
-            z = self.bottleneck(z)[0]
+            z = self.bottleneck.latent(z) if not self.training else self.bottleneck(z)[0]
         return self.net.pack(z)
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ class Net(nn.Module):
         return z.flatten(1)
 
     def unpack(self, code: torch.Tensor) -> torch.Tensor:
-        return code.view(len(code), *self.latent_shape)
+        return code.view(code.shape[0], *self.latent_shape)
 
     def fit_batch(self, wave: torch.Tensor) -> None:
         """A fitted network's look at one training batch of waveforms [B, 1, n]."""

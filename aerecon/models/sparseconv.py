@@ -33,7 +33,8 @@ class TopK(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         flat = z.flatten(1)
-        kept = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, flat.abs().topk(self.k, dim=1).indices, True)
+        index = flat.abs().topk(self.k, dim=1).indices
+        kept = torch.zeros_like(flat, dtype=torch.bool).scatter(1, index, torch.ones_like(index, dtype=torch.bool))
         return (flat * kept).view_as(z)
 
 
@@ -88,6 +89,6 @@ class SparseConvAutoencoder(Net):
 
     def unpack(self, code: torch.Tensor) -> torch.Tensor:
         k = self.topk.k
-        flat = code.new_zeros(len(code), math.prod(self.latent_shape))
-        flat.scatter_(1, code[:, k:].round().long(), code[:, :k])
-        return flat.view(len(code), *self.latent_shape)
+        flat = code.new_zeros(code.shape[0], math.prod(self.latent_shape)).scatter(1, code[:, k:].round().long(),
+                                                                                   code[:, :k])
+        return flat.view(code.shape[0], *self.latent_shape)

@@ -1,0 +1,187 @@
+"""Export a trained model's encoder and decoder: `aerecon-export ckpt_path=CKPT format=onnx|torchscript
+output=DIR` (also `python -m aerecon.export`; conf/export.yaml).
+
+Both take and give waveforms (the representation is inside), for any batch size:
+- encoder: wave [batch, 1, segment_samples] -> code [batch, latent_size]
+- decoder: code [batch, latent_size] -> wave [batch, 1, segment_samples]
+`aerecon_export.json` beside them records the shapes, the sample rate and how closely each
+exported part reproduced the eager model when it was written.
+"""
+
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from aerecon import CONF_DIR, __version__
+from aerecon.errors import ConfigError, exit_on_user_error, sigterm_stops
+from aerecon.inference import Autoencoder, load
+from aerecon.quiet import silence_third_party
+
+log = logging.getLogger(__name__)
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-4  # largest difference from the eager model that an export may show
+ONNX_SINGLE_FILE_BYTES = 1 << 30
+
+
+class Encoder(nn.Module):
+    """Waveform segments [B, 1, n] -> codes [B, latent_size]: representation, network, bottleneck."""
+
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        module = model.module
+        self.representation, self.net, self.bottleneck = module.representation, module.net, module.bottleneck
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        z = self.net.encode(self.representation.encode(wave))
+        if self.bottleneck is not None:
+            z = self.bottleneck.latent(z)
+        return self.net.pack(z)
+
+
+class Decoder(nn.Module):
+    """Codes [B, latent_size] -> waveform segments [B, 1, n]."""
+
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        module = model.module
+        self.representation, self.net = module.representation, module.net
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return self.representation.decode(self.net.decode(self.net.unpack(code)))
+
+
+def _write_onnx(part: nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    # One file, unless the weights would pass protobuf's 2 GB limit (the thesis models): then beside it, as .onnx.data
+    large = sum(t.nbytes for t in part.state_dict().values()) > ONNX_SINGLE_FILE_BYTES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(part, (example,), str(path), dynamo=True, input_names=["input"], output_names=["output"],
+                          dynamic_shapes=({0: batch},), external_data=large, verbose=False)
+
+
+def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+    import onnxruntime  # here: only exports need it
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+
+def _write_torchscript(part: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(part, (example,), check_trace=False), str(path))
+
+
+def _run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
+    return torch.jit.load(str(path))(x)
+
+
+WRITERS = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript)}
+
+
+def near_ties(encoder: Encoder, wave: torch.Tensor, exported: torch.Tensor) -> bool:
+    """Whether a quantizing encoder's export differs from it only where two codes are equally near."""
+    bottleneck = encoder.bottleneck
+    if not hasattr(bottleneck, "equally_near"):
+        return False
+    z = encoder.net.encode(encoder.representation.encode(wave))
+    unpack = encoder.net.unpack
+    return bottleneck.equally_near(z, unpack(exported.float()), bottleneck.latent(z), TOLERANCE)
+
+
+def export(model: Autoencoder, fmt: str, output: Path) -> dict:
+    """Writes `encoder` and `decoder` in `fmt` and aerecon_export.json into the new folder
+    `output`, each checked against the eager model on a batch of another size than the one
+    it was traced with; returns the JSON's content. Nothing is left behind if either fails."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt}: use one of {', '.join(FORMATS)}")
+    write, run = WRITERS[fmt]
+    encoder, decoder = Encoder(model).eval(), Decoder(model).eval()
+    noise = torch.Generator().manual_seed(0)
+    traced_with = 0.1 * torch.randn(2, 1, model.segment_samples, generator=noise)
+    checked_on = 0.1 * torch.randn(3, 1, model.segment_samples, generator=noise)
+    staging = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        errors, ties = {}, False
+        with torch.no_grad():
+            for name, part, example, check in (("encoder", encoder, traced_with, checked_on),
+                                               ("decoder", decoder, encoder(traced_with), encoder(checked_on))):
+                path = staging / f"{name}{FORMATS[fmt]}"
+                try:
+                    write(part, example, path)
+                    exported = run(path, check)
+                except Exception as error:  # the exporters raise many types; the reason is in the message
+                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise ConfigError(f"the {name} of {type(model.module.net).__name__} cannot be exported to "
+                                      f"{fmt} ({reason[:300]}); try format="
+                                      f"{'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load") from None
+                expected = part(check)
+                errors[name] = float((exported.float() - expected).abs().max())
+                if not errors[name] <= TOLERANCE and name == "encoder" and near_ties(encoder, check, exported):
+                    ties = True
+                elif not errors[name] <= TOLERANCE:
+                    raise ConfigError(f"the exported {name} of {type(model.module.net).__name__} differs from the "
+                                      f"model by {errors[name]:.3g} (more than {TOLERANCE:g}), so it was not kept")
+        parts = {"encoder": {"input": ["batch", 1, model.segment_samples], "output": ["batch", model.latent_size]},
+                 "decoder": {"input": ["batch", model.latent_size], "output": ["batch", 1, model.segment_samples]}}
+        for name, part in parts.items():
+            part["file"] = f"{name}{FORMATS[fmt]}"
+            if (staging / f"{part['file']}.data").exists():  # the weights of a large model, beside its graph
+                part["weights_file"] = f"{part['file']}.data"
+        info = {
+            "format": fmt,
+            **parts,
+            "sample_rate": model.sample_rate,
+            "segment_samples": model.segment_samples,
+            "latent_size": model.latent_size,
+            "network": type(model.module.net).__name__,
+            "max_abs_difference_from_eager": errors,
+            # a quantizing encoder may pick the other of two equally near codes (within the tolerance)
+            "encoder_differs_only_at_near_ties": ties,
+            "aerecon_version": __version__,
+        }
+        (staging / "aerecon_export.json").write_text(json.dumps(info, indent=2))
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def check(cfg: DictConfig) -> Path:
+    for key in ("ckpt_path", "output"):
+        if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
+            raise ConfigError(f"{key} is not set: aerecon-export ckpt_path=CKPT format=onnx output=DIR")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format}: use one of {', '.join(FORMATS)}")
+    output = Path(str(cfg.output)).expanduser()
+    if output.exists():
+        raise ConfigError(f"output={output} exists; name a new folder for the export")
+    if not output.parent.is_dir():
+        raise ConfigError(f"output={output}: the folder {output.parent} does not exist")
+    return output
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    silence_third_party()
+    with exit_on_user_error(), sigterm_stops(lambda: "while exporting; nothing was written"):
+        output = check(cfg)
+        info = export(load(cfg.ckpt_path, "cpu"), cfg.format, output)
+        differences = ", ".join(f"{k} {v:.1e}" for k, v in info["max_abs_difference_from_eager"].items())
+        log.info("Wrote %s: encoder and decoder (%s), largest difference from the model: %s",
+                 output, cfg.format, differences)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""aerecon-export: the encoder and decoder as ONNX (run with onnxruntime) and TorchScript."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+import aerecon
+from aerecon.errors import ConfigError
+from aerecon.export import TOLERANCE, export
+from test_inference import FIXTURES, LATENT
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: aerecon.load(FIXTURES / f"{name}.ckpt", "cpu") for name in LATENT}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name", sorted(LATENT))
+def test_every_family_exports_and_reproduces_the_model(models, tmp_path, name, fmt):
+    model = models[name]
+    info = export(model, fmt, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["aerecon_export.json", info["encoder"]["file"], info["decoder"]["file"]])  # small: one file each
+    assert json.loads((tmp_path / "out/aerecon_export.json").read_text()) == info
+    assert (info["sample_rate"], info["segment_samples"], info["latent_size"]) == (2000, 200, LATENT[name])
+
+    wave = 0.1 * torch.randn(5, 1, 200, generator=torch.Generator().manual_seed(7))  # a batch size not seen before
+    if fmt == "onnx":
+        encoder, decoder = (onnxruntime.InferenceSession(str(tmp_path / "out" / info[part]["file"]))
+                            for part in ("encoder", "decoder"))
+        code = torch.from_numpy(encoder.run(None, {"input": wave.numpy()})[0])
+        out = torch.from_numpy(decoder.run(None, {"input": code.numpy()})[0])
+    else:
+        encoder, decoder = (torch.jit.load(str(tmp_path / "out" / info[part]["file"])) for part in ("encoder", "decoder"))
+        code, out = encoder(wave), None
+        out = decoder(code)
+    assert code.shape == (5, LATENT[name]) and out.shape == (5, 1, 200)
+    eager = model.encode(wave)
+    if info["encoder_differs_only_at_near_ties"]:  # a VQ code picked the other of two equally near codes
+        assert name == "resconv"
+    else:
+        assert (code - eager).abs().max() <= TOLERANCE
+    assert (out - model.decode(code)).abs().max() <= TOLERANCE  # the decoder, on the same code
+
+
+def test_a_failed_export_leaves_nothing_and_says_why(models, tmp_path, monkeypatch):
+    import aerecon.export
+
+    def fails(part, example, path):
+        path.write_bytes(b"half an export")
+        raise RuntimeError("Unsupported operator aten::something")
+
+    monkeypatch.setitem(aerecon.export.WRITERS, "onnx", (fails, None))
+    with pytest.raises(ConfigError, match=r"the encoder of FCAutoencoder cannot be exported to onnx \(Unsupported "
+                                          r"operator aten::something\); try format=torchscript"):
+        export(models["fc"], "onnx", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+def test_export_command_writes_a_folder_and_refuses_to_reuse_one(tmp_path):
+    command = [sys.executable, "-m", "aerecon.export", f"ckpt_path={FIXTURES / 'sparseconv.ckpt'}", "format=onnx",
+               "output=exported"]
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Wrote exported: encoder and decoder (onnx)" in first.stdout
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "aerecon: error: output=exported exists" in again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # no run folder
+    wave = np.zeros((1, 1, 200), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "exported/encoder.onnx"))
+    assert session.run(None, {"input": wave})[0].shape == (1, 40)
