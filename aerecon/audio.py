@@ -2,6 +2,7 @@
 
 import io
 import os
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,9 +31,11 @@ MAX_RATE, MIN_RATE, MAX_CHANNELS, MAX_HOURS = 768_000, 100, 64, 24
 def scan(root: Path) -> tuple[list[Path], dict[Path, str]]:
     """(audio files under `root` by extension, case-insensitive; every other file with why it is
     not used), both sorted. Symbolically linked folders are followed, once each: a link back into
-    a folder already scanned is reported, not followed. Broken links to audio files are listed as
-    audio, so that their reason is reported with the decoding failures."""
-    audio, other, seen = [], {}, set()
+    a folder already scanned is reported, not followed. A file reached twice (a hard or symbolic
+    link to another) is used once. Pipes, sockets and devices are reported, never opened. Broken
+    links to audio files are listed as audio, so that their reason is reported with the decoding
+    failures."""
+    candidates, other, seen = [], {}, set()
     for folder, subfolders, files in os.walk(root, followlinks=True, onerror=lambda e: other.update(
             {Path(e.filename): f"cannot read the folder ({e.strerror})"})):
         identity = os.stat(folder)
@@ -44,10 +47,26 @@ def scan(root: Path) -> tuple[list[Path], dict[Path, str]]:
         subfolders.sort(key=lambda name: (os.path.islink(os.path.join(folder, name)), name))  # real folders first
         for name in files:
             path = Path(folder) / name
-            if path.suffix.lower() in AUDIO_EXTENSIONS:
-                audio.append(path)
-            else:
+            if path.suffix.lower() not in AUDIO_EXTENSIONS:
                 other[path] = f"not an audio file (extensions read: {', '.join(sorted(AUDIO_EXTENSIONS))})"
+                continue
+            try:
+                status = os.stat(path)
+            except OSError:  # a broken link or an unreadable entry: decoding reports why
+                candidates.append((path, None))
+                continue
+            if not stat.S_ISREG(status.st_mode):  # opening a pipe would wait for a writer for ever
+                other[path] = "not a regular file (a pipe, socket or device)"
+            else:
+                candidates.append((path, (status.st_dev, status.st_ino)))
+    audio, first = [], {}
+    for path, identity in sorted(candidates, key=lambda c: (c[0].is_symlink(), c[0])):  # real files first
+        if identity is not None and identity in first:
+            other[path] = f"the same file as {first[identity]} (a link to it), used once"
+        else:
+            audio.append(path)
+            if identity is not None:
+                first[identity] = path
     return sorted(audio), dict(sorted(other.items()))
 
 

@@ -1,6 +1,7 @@
 """Lightning callbacks aerecon adds to every run."""
 
 import logging
+import math
 import resource
 import signal
 import threading
@@ -13,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from aerecon.errors import ConfigError, Stopped
+from aerecon.errors import ConfigError, NumericalError, Stopped
 from aerecon.files import atomic_link
 from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.stitch import Stitcher
@@ -202,6 +203,12 @@ class BestMetrics(L.Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
+        if not math.isfinite(value):  # before the checkpoint callbacks (Lightning runs them last) save it as a best
+            last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+            raise NumericalError(
+                f"{self.monitor} became {value} at epoch {trainer.current_epoch}: the model's reconstructions are not "
+                f"finite. Try a lower learning rate (optimizer.lr) or gradient clipping (trainer.gradient_clip_val=1.0). "
+                + (f"The last good checkpoint is kept: {last}" if last else "No checkpoint had been saved yet."))
         previous = self.best.get(self.monitor)
         if previous is None or (value < previous if self.mode == "min" else value > previous):
             self.best_epoch = trainer.current_epoch

@@ -1,6 +1,7 @@
 """Every numeric or enumerated setting a user types, checked before any work: one message per
 fault, naming the key and a valid example (`aerecon: error: ...`, exit code 2)."""
 
+import math
 import re
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ MISSING = object()
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def whole(low: int) -> Callable[[object], bool]:
@@ -100,6 +101,20 @@ def check(cfg: DictConfig, rules: dict) -> None:
 
 def check_train(cfg: DictConfig) -> None:
     check(cfg, TRAIN)
+    accelerator = _value(cfg, "trainer.accelerator")
+    if accelerator in ("gpu", "cuda"):
+        import torch  # here: reading a config stays light
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator}: this torch sees no GPU here (make doctor says why); "
+                              f"train on the CPU with trainer=cpu, or trainer.accelerator=auto")
+    notches = _value(cfg, "callbacks.reconstruction_preview.stitch.notches")
+    segment = round(cfg.data.sample_rate * cfg.data.segment_seconds)
+    if notches is not MISSING and isinstance(notches, int) and notches > segment // 4:
+        raise ConfigError(f"data.segment_seconds={cfg.data.segment_seconds} at data.sample_rate={cfg.data.sample_rate} "
+                          f"is {segment} samples, too short for the preview's window "
+                          f"(callbacks.reconstruction_preview.stitch.notches={notches} needs {4 * notches}); "
+                          f"e.g. data.segment_seconds=3.0")
 
 
 def check_evaluate(cfg: DictConfig) -> None:

@@ -178,3 +178,24 @@ def test_linked_folders_are_followed_once_and_every_other_file_is_reported(tmp_p
 def mkdirs(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_a_pipe_is_reported_not_opened_and_a_linked_file_is_used_once(tmp_path):
+    import os
+    import threading
+
+    root = tmp_path / "music"
+    sf.write(mkdirs(root / "a/song.wav"), tone(1.0, 8000), 8000)
+    os.link(root / "a/song.wav", root / "a/hard.wav")  # the same file under two names
+    mkdirs(root / "b/x").parent.joinpath("soft.wav").symlink_to(root / "a/song.wav")
+    os.mkfifo(root / "a/pipe.wav")  # opened, it would wait for a writer for ever
+    found = {}
+    scanning = threading.Thread(target=lambda: found.update(zip(("audio", "other"), scan(root))), daemon=True)
+    scanning.start()
+    scanning.join(timeout=30)
+    assert not scanning.is_alive(), "the scan waited on the pipe"
+    assert found["audio"] == [root / "a/hard.wav"]  # the first name of the file in order; its twins are reported
+    other = found["other"]
+    assert other[root / "a/pipe.wav"] == "not a regular file (a pipe, socket or device)"
+    assert other[root / "a/song.wav"] == f"the same file as {root / 'a/hard.wav'} (a link to it), used once"
+    assert other[root / "b/soft.wav"] == f"the same file as {root / 'a/hard.wav'} (a link to it), used once"

@@ -350,3 +350,29 @@ def test_resuming_a_run_that_early_stopping_ended_says_so_and_trains_nothing(mak
         again = train(make_cfg("model=fc", *stopping, f"ckpt_path={last}"))
     assert "early stopping ended it at epoch 1" in caplog.text and "callbacks.early_stopping.patience=2" in caplog.text
     assert again["best"] == first["best"] and last.stat().st_mtime_ns == before
+
+
+def test_a_nan_validation_loss_stops_the_run_before_it_is_saved_as_the_best(make_cfg, monkeypatch):
+    import aerecon.losses
+    from aerecon.models import AutoencoderModule
+
+    poisoned = {"on": False}
+    real_mse = aerecon.losses.F.mse_loss
+
+    def mse(a, b):  # training stays finite; validation from epoch 1 on is NaN
+        loss = real_mse(a, b)
+        return loss * float("nan") if poisoned["on"] and not torch.is_grad_enabled() else loss
+
+    def on_validation_epoch_start(module):
+        poisoned["on"] = module.current_epoch >= 1 and not module.trainer.sanity_checking
+
+    monkeypatch.setattr(aerecon.losses.F, "mse_loss", mse)
+    monkeypatch.setattr(AutoencoderModule, "on_validation_epoch_start", on_validation_epoch_start)
+    cfg = make_cfg("model=fc", "trainer.max_epochs=3")
+    with pytest.raises(NumericalError, match=r"val/loss became nan at epoch 1: .*optimizer\.lr.* The last good "
+                                             r"checkpoint is kept: .*last.ckpt"):
+        train(cfg)
+    checkpoints = Path(cfg.paths.run_dir) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 0
+    assert not (Path(cfg.paths.run_dir) / "results.json").exists()

@@ -7,6 +7,7 @@ on its device, so the loader stays cheap and the cache representation-agnostic.
 import atexit
 import hashlib
 import logging
+import math
 import os
 import signal
 import weakref
@@ -262,7 +263,8 @@ class AudioDataModule(L.LightningDataModule):
             if split != "folders":
                 raise ConfigError(f"data.split={split}: use weights, e.g. {{train: 1300, val: 130, test: 20}}, "
                                   f"or `folders` (train/, val/, test/ under data.root)")
-        elif set(split) != set(SPLITS) or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0:
+        elif (set(split) != set(SPLITS) or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in split.values())
+              or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0):
             raise ConfigError(f"data.split={dict(split)}: needs train, val, test weights, e.g. "
                               f"{{train: 1300, val: 130, test: 20}}, or `folders`")
         else:
@@ -324,7 +326,8 @@ class AudioDataModule(L.LightningDataModule):
         rows += [("short" if s in short else "used", f"{s.num_samples / self.sample_rate:.3f}", str(s.source),
                   f"shorter than one {segment:g} s segment" if s in short else "") for s in songs]
         rows += [("skipped", "", source, reason) for source, reason in self.skipped.items()]
-        rows += [("not audio", "", str(path), reason) for path, reason in self.not_audio.items()]
+        rows += [("not audio" if reason.startswith("not an audio file") else "skipped", "", str(path), reason)
+                 for path, reason in self.not_audio.items()]
         text = "".join("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n" for row in rows)
         self.report.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.report, lambda f: f.write(text.encode("utf-8", "backslashreplace")))
