@@ -1,6 +1,7 @@
 """aerecon: train and compare neural audio autoencoders."""
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -17,11 +18,23 @@ def segment_samples(sample_rate: float, seconds: float) -> int:
 
 
 def run_folder_of(ckpt_path) -> Path | None:
-    """The run folder a checkpoint was saved in (`<run>/checkpoints/<name>.ckpt`), or None."""
+    """The run folder a checkpoint was saved in (`<run>/checkpoints/<name>.ckpt`, beside the run's
+    `.hydra` record or its `tensorboard` logs), or None."""
     if not ckpt_path:
         return None
     path = Path(str(ckpt_path)).expanduser().resolve()
-    return path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else None
+    run = path.parent.parent
+    is_run = (run / ".hydra").is_dir() or (run / "tensorboard").is_dir()
+    return run if path.is_file() and path.parent.name == "checkpoints" and is_run else None
+
+
+def run_record(output_dir: str) -> str:
+    """Where Hydra writes this job's record (config, overrides) inside its folder: `.hydra`, or, in a
+    folder that already has one (a resumed run, or a folder named twice), `.hydra/<date>_<time>_<pid>`,
+    so the run's own record is never overwritten."""
+    if not (Path(output_dir) / ".hydra").exists():
+        return ".hydra"
+    return f".hydra/{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}"
 
 
 # `${samples:rate,seconds}`: so model input sizes follow the data config.
@@ -44,3 +57,5 @@ def load(ckpt_path, device=None):
     from aerecon.inference import load as load_checkpoint  # here, so `import aerecon` stays light
 
     return load_checkpoint(ckpt_path, device)
+# `${run_record:${hydra.runtime.output_dir}}`: Hydra's output_subdir (see run_record).
+OmegaConf.register_new_resolver("run_record", run_record, replace=True)

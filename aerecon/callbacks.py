@@ -6,6 +6,7 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -132,7 +133,7 @@ class GracefulStop(L.Callback):
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, resume_command: str = "aerecon-train ckpt_path={ckpt}"):
+    def __init__(self, resume_command: Callable[[Path], str] = lambda ckpt: f"aerecon-train ckpt_path={ckpt}"):
         self.resume_command = resume_command
         self.received: signal.Signals | None = None
         self._previous: dict = {}
@@ -178,7 +179,7 @@ class GracefulStop(L.Callback):
         raise Stopped(
             f"{received.name} at epoch {trainer.current_epoch}, batch {batch_idx + 1} of "
             f"{trainer.num_training_batches} (step {trainer.global_step}); saved {last}. "
-            f"Resume with: {self.resume_command.replace('{ckpt}', str(last))}",
+            f"Resume with: {self.resume_command(last)}",
             received.value,
         )
 

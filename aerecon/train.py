@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +37,22 @@ def _select(config: dict, dotted: str):
     return config
 
 
+def _differences(key: str, saved, current) -> list[str]:
+    """`key.leaf: A in the checkpoint, B now` for every leaf setting under `key` that differs."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [line for name in sorted(saved.keys() | current.keys(), key=str)
+                for line in _differences(f"{key}.{name}", saved.get(name), current.get(name))]
+    return [] if saved == current else [f"{key}: {saved} in the checkpoint, {current} now"]
+
+
 def _resume_into(cfg: DictConfig) -> Path:
     """Checks the checkpoint belongs to this config and returns its run folder."""
     saved = load_checkpoint_config(cfg.ckpt_path)
     current = OmegaConf.to_container(cfg, resolve=True)
-    differ = [key for key in RESUME_KEYS if _select(saved, key) != _select(current, key)]
+    differ = [line for key in RESUME_KEYS for line in _differences(key, _select(saved, key), _select(current, key))]
     if differ:
-        details = "; ".join(f"{k}: {_select(saved, k)} in the checkpoint, {_select(current, k)} now" for k in differ)
-        overrides = " ".join(saved.get("overrides", []))
+        details = "; ".join(differ)
+        overrides = shlex.join(saved.get("overrides", []))
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path} was trained with a different config ({details}). "
             f"Resume with the original overrides: aerecon-train {overrides} ckpt_path={cfg.ckpt_path}"
@@ -56,7 +65,7 @@ def resume_command(overrides: list[str], ckpt, *changes: str) -> str:
     """The command that resumes a run: its own overrides, with `changes` in place of theirs."""
     changed = {change.split("=", 1)[0] for change in changes} | {"ckpt_path"}
     kept = [o for o in overrides if o.split("=", 1)[0] not in changed]
-    return " ".join(["aerecon-train", *kept, *changes, f"ckpt_path={ckpt}"])
+    return shlex.join(["aerecon-train", *kept, *changes, f"ckpt_path={ckpt}"])  # quoted: it pastes into a shell
 
 
 def finished(cfg: DictConfig, checkpoint: dict) -> tuple[str, str | None] | None:
@@ -99,11 +108,11 @@ def assemble(cfg: DictConfig) -> Run:
     check_budget(cfg, model)  # a run that cannot fit the card stops here
     datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training
     best = BestMetrics(monitor="val/loss")  # results.json's source, so not left to the config
-    resume = resume_command(config["overrides"], "{ckpt}")
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses any progress bar it was told not to show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks += [best, StoreConfig(config), RNGState(), GracefulStop(resume)]
+    stop = GracefulStop(lambda ckpt: resume_command(config["overrides"], ckpt))
+    callbacks += [best, StoreConfig(config), RNGState(), stop]
     logger = build(cfg.logger)
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     logger.log_hyperparams(config)
@@ -159,6 +168,10 @@ def _train(cfg: DictConfig, forwarding: Forwarding) -> dict:
             return json.loads(results_file.read_text()) if results_file.is_file() else {"best": {}}
         log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
     run_dir = Path(cfg.paths.run_dir)
+    if checkpoint is None and (any((run_dir / "checkpoints").glob("*.ckpt")) or (run_dir / RESULTS).exists()):
+        raise ConfigError(f"{run_dir} already holds a run (its checkpoints, results.json): resume it with "
+                          f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}, or leave hydra.run.dir out for a new "
+                          f"run folder")
     run = assemble(cfg)
     forwarding.add(run.trainer.strategy.launcher)  # DDP ranks started by this process stop with it
     if checkpoint is not None:  # Lightning's own loading would fail deep inside with a traceback

@@ -93,6 +93,15 @@ def test_a_run_is_quiet_and_resuming_it_stays_in_its_folder(tmp_path, shared_dir
     assert len(plan) == 1 and "GiB of the 8 GiB budget, fits" in plan[0] and "optimizer state" not in out
     (run,) = (tmp_path / "logs/train/runs").iterdir()
     assert len(scalars(run / "tensorboard", "test/snr_db")) == 1
+    record = {name: (run / ".hydra" / name).read_bytes() for name in ("config.yaml", "overrides.yaml", "hydra.yaml")}
+
+    # a resume refused for another config keeps the run's own record; its own goes beside it
+    refused = run_cli(*args, "model.net.latent=4", f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path,
+                      shared=shared_dirs)
+    assert refused.returncode == 2 and "model.net.latent: 8 in the checkpoint, 4 now" in refused.stderr
+    assert {name: (run / ".hydra" / name).read_bytes() for name in record} == record
+    (beside,) = [p for p in (run / ".hydra").iterdir() if p.is_dir()]
+    assert "model.net.latent=4" in (beside / "overrides.yaml").read_text()
 
     # resuming a finished run: says so, suggests how to extend it, tests nothing, makes no new folder
     again = run_cli(*args, f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path, shared=shared_dirs)

@@ -100,7 +100,9 @@ def test_resume_refuses_a_different_config(make_cfg, tmp_path):
     cfg = make_cfg("trainer.max_epochs=1")
     train(cfg)
     other = make_cfg("model=conv", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}")
-    with pytest.raises(ConfigError, match=r"different config \(model:.*Resume with the original overrides: aerecon-train .*experiment=tiny"):
+    with pytest.raises(ConfigError, match=r"different config \(model\.net\._target_: aerecon\.models\.FCAutoencoder in the "
+                                          r"checkpoint, aerecon\.models\.ConvAutoencoder now;.*Resume with the original "
+                                          r"overrides: aerecon-train .*experiment=tiny"):
         train(other)
 
 
@@ -376,3 +378,26 @@ def test_a_nan_validation_loss_stops_the_run_before_it_is_saved_as_the_best(make
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 0
     assert not (Path(cfg.paths.run_dir) / "results.json").exists()
+
+
+def test_resume_commands_paste_into_a_shell_as_they_are_printed():
+    import shlex
+
+    from aerecon.train import resume_command
+
+    overrides = ["data=folder", "data.root=/home/me/my music", "data.split={train:1,val:1,test:0}", "ckpt_path=old"]
+    command = resume_command(overrides, Path("/runs/a b/checkpoints/last.ckpt"), "trainer.max_epochs=4")
+    assert shlex.split(command) == ["aerecon-train", "data=folder", "data.root=/home/me/my music",
+                                    "data.split={train:1,val:1,test:0}", "trainer.max_epochs=4",
+                                    "ckpt_path=/runs/a b/checkpoints/last.ckpt"]
+
+
+def test_a_folder_that_holds_a_run_is_not_trained_into_again(make_cfg):
+    cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
+    train(cfg)
+    run = Path(cfg.paths.run_dir)
+    before = (run / "results.json").read_bytes()
+    with pytest.raises(ConfigError, match=rf"{run} already holds a run .* resume it with "
+                                          rf"ckpt_path={run / 'checkpoints/last.ckpt'}"):
+        train(make_cfg("model=fc", "trainer.max_epochs=1", "test=false"))
+    assert (run / "results.json").read_bytes() == before
