@@ -161,13 +161,16 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def _evaluate(cfg: DictConfig) -> dict:
+    out = Path(cfg.paths.run_dir)
+    if (out / "metrics.json").exists() or (out / "songs").exists():
+        raise ConfigError(f"{out} already holds an evaluation (metrics.json, songs/); leave hydra.run.dir out for a "
+                          f"new folder, or name an empty one")
     device = resolve_device(cfg.device)
     model, saved = load_model(cfg.ckpt_path, device)
     datamodule = build(data_config(cfg, saved))
     songs = select_songs(datamodule, cfg.split)
     rate, segment = datamodule.sample_rate, datamodule.segment_samples
     stitcher, butt_joiner = Stitcher(segment, **cfg.stitch), Stitcher(segment, "crossfade", overlap=0.0)
-    out = Path(cfg.paths.run_dir)
     log.info("Evaluating %s on %d %s songs of %s -> %s", cfg.ckpt_path, len(songs), cfg.split, datamodule.root, out)
 
     per_song, lengths = {}, {}

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR
 from aerecon.audio import read_mono, resample, write_wav
-from aerecon.errors import ConfigError, exit_on_user_error, sigterm_stops
+from aerecon.errors import ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.inference import load
 from aerecon.quiet import silence_third_party
 
@@ -51,7 +51,10 @@ def reconstruct(cfg: DictConfig) -> Path:
     rate = model.sample_rate
     if cfg.rate == "input":
         output, rate = resample(output, model.sample_rate, source_rate), source_rate
-    write_wav(target, output, rate)
+    try:
+        write_wav(target, output, rate)
+    except OSError as error:  # a full, read-only or special file system: nothing half-written is left
+        raise DiskError(f"cannot write output={target} ({error.strerror or error}); nothing was written") from None
     log.info("Wrote %s (%d Hz)", target, rate)
     return target
 

@@ -61,7 +61,13 @@ def run_name(run: Path, root: Path) -> str:
 
 def model_name(run: Path) -> str:
     results = run / "results.json"
-    return json.loads(results.read_text()).get("model", "?") if results.is_file() else "?"
+    if not results.is_file():
+        return "?"
+    try:
+        return json.loads(results.read_text()).get("model", "?")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        print(f"aerecon: warning: {results} is not the JSON a run writes; its model is shown as ?", file=sys.stderr)
+        return "?"
 
 
 def table_epochs(epochs: list[int], best: int) -> list[int]:
@@ -107,6 +113,9 @@ def build_report(root: Path) -> dict:
     report = {}
     for run in runs:
         scalars = load_scalars(run)
+        if not scalars.get("val/loss"):
+            print(f"aerecon: warning: {run / 'tensorboard'} holds no val/loss: the run stopped before its first "
+                  f"validation, or its event files are damaged", file=sys.stderr)
         rows, best = run_rows(scalars)
         seconds = list(scalars.get("perf/epoch_seconds", {}).values())
         peak = scalars.get("perf/peak_cuda_gb") or scalars.get("perf/peak_rss_gb") or {}
@@ -166,6 +175,8 @@ def write_report(root: Path, out: Path | None = None) -> dict:
     root = Path(root).expanduser()
     out = Path(out).expanduser() if out else root
     report = build_report(root)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file; name a folder for report.md, report.csv and val_loss.png")
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(report)
     atomic_write(out / "report.md", lambda f: f.write(markdown.encode()))

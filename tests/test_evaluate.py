@@ -130,9 +130,21 @@ def test_report_on_a_two_run_sweep(sweep, tmp_path):
     assert written["runs"]["0_fc/run"]["median_epoch_seconds"] > 0
 
 
-def test_report_cli_errors_clearly(tmp_path):
+def test_report_cli_errors_clearly(sweep, tmp_path):
     result = run_cli(str(tmp_path), cwd=tmp_path, app="aerecon.report")
     assert result.returncode == 2 and "No TensorBoard logs" in result.stderr and "Traceback" not in result.stderr
+
+    root, _ = sweep
+    run = tmp_path / "run"
+    shutil.copytree(root / "0_fc/run", run)
+    (run / "results.json").write_text("garbage")  # damaged by hand
+    (tmp_path / "a file").write_text("mine")
+    to_a_file = run_cli(str(run), "--out", str(tmp_path / "a file"), cwd=tmp_path, app="aerecon.report")
+    assert to_a_file.returncode == 2 and "is a file; name a folder" in to_a_file.stderr
+    assert (tmp_path / "a file").read_text() == "mine"
+    damaged = run_cli(str(run), cwd=tmp_path, app="aerecon.report")
+    assert damaged.returncode == 0 and "Traceback" not in damaged.stderr
+    assert "results.json is not the JSON a run writes" in damaged.stderr and "(?)" in (run / "report.md").read_text()
 
 
 def test_evaluate_writes_metrics_audio_and_figures(sweep, tmp_path, shared_dirs):
@@ -161,6 +173,12 @@ def test_evaluate_writes_metrics_audio_and_figures(sweep, tmp_path, shared_dirs)
             assert (folder / f"{figure}.png").stat().st_size > 5_000
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert rows[0]["song"] == "overall" and len(rows) == 1 + len(metrics["songs"])
+
+    # the same folder again: refused, the first evaluation left as it was
+    before = (out / "metrics.json").read_bytes()
+    again = run_cli(f"ckpt_path={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate")
+    assert again.returncode == 2 and f"aerecon: error: {out} already holds an evaluation" in again.stderr
+    assert (out / "metrics.json").read_bytes() == before
 
 
 def test_evaluate_every_song_of_a_new_folder_skipping_an_unreadable_one(sweep, tmp_path, shared_dirs):

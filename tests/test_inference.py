@@ -1,6 +1,7 @@
 """aerecon.load and aerecon-reconstruct: a trained model used outside training."""
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,17 @@ def test_reconstruct_command_writes_the_song_at_either_rate(tmp_path):
     mono = 0.5 * (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 90 * t))
     assert 10 * math.log10(np.sum(mono**2) / np.sum((mono - back) ** 2)) > 20  # low tones survive 2 kHz and back
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back.wav", "song.flac"]  # no run folder
+
+    (tmp_path / "locked").mkdir(mode=0o555)  # a folder it may not write into
+    if not os.access(tmp_path / "locked", os.W_OK):  # (root may write anywhere)
+        locked = subprocess.run([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={FIXTURES / 'fc.ckpt'}",
+                                 "input=song.flac", "output=locked/back.wav"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert locked.returncode == 2 and "cannot write output=locked/back.wav" in locked.stderr
+    proc = subprocess.run([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={FIXTURES / 'fc.ckpt'}",
+                           "input=song.flac", "output=/proc/back.wav"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "aerecon: error: cannot write output=/proc/back.wav" in proc.stderr
 
 
 def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
