@@ -31,7 +31,7 @@ MAX_RATE, MIN_RATE, MAX_CHANNELS, MAX_HOURS = 768_000, 100, 64, 24
 def scan(root: Path) -> tuple[list[Path], dict[Path, str]]:
     """(audio files under `root` by extension, case-insensitive; every other file with why it is
     not used), both sorted. Symbolically linked folders are followed, once each: a link back into
-    a folder already scanned is reported, not followed. A file reached twice (a hard or symbolic
+    a folder already scanned is reported, not followed, and so is a run folder of aerecon's. A file reached twice (a hard or symbolic
     link to another) is used once. Pipes, sockets and devices are reported, never opened. Broken
     links to audio files are listed as audio, so that their reason is reported with the decoding
     failures."""
@@ -44,6 +44,11 @@ def scan(root: Path) -> tuple[list[Path], dict[Path, str]]:
             subfolders.clear()
             continue
         seen.add((identity.st_dev, identity.st_ino))
+        if os.path.isdir(os.path.join(folder, ".hydra")) and Path(folder) != Path(root):
+            # a run or evaluation folder of aerecon's (logs/ under data.root): its WAVs are reconstructions
+            other[Path(folder)] = "a run folder of aerecon's (it has a .hydra record): its outputs are not music"
+            subfolders.clear()
+            continue
         subfolders.sort(key=lambda name: (os.path.islink(os.path.join(folder, name)), name))  # real folders first
         for name in files:
             path = Path(folder) / name

@@ -138,6 +138,9 @@ def stopped_outside_an_epoch(run_dir: Path) -> str:
 def train(cfg: DictConfig) -> dict:
     """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
     check_train(cfg)
+    if cfg.data.get("root"):  # as an absolute path, so the checkpoint's config works from any folder
+        with open_dict(cfg):
+            cfg.data.root = str(Path(str(cfg.data.root)).expanduser().absolute())
     run_dir = run_folder_of(cfg.ckpt_path) or Path(cfg.paths.run_dir)
     try:
         with sigterm_stops(lambda: stopped_outside_an_epoch(run_dir)) as forwarding:

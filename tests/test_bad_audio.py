@@ -199,3 +199,14 @@ def test_a_pipe_is_reported_not_opened_and_a_linked_file_is_used_once(tmp_path):
     assert other[root / "a/pipe.wav"] == "not a regular file (a pipe, socket or device)"
     assert other[root / "a/song.wav"] == f"the same file as {root / 'a/hard.wav'} (a link to it), used once"
     assert other[root / "b/soft.wav"] == f"the same file as {root / 'a/hard.wav'} (a link to it), used once"
+
+
+def test_aerecon_s_own_run_folders_under_data_root_are_not_music(tmp_path):
+    root = tmp_path / "music"
+    sf.write(mkdirs(root / "song.wav"), tone(1.0, 8000), 8000)
+    evaluation = root / "logs/evaluate/runs/x"
+    sf.write(mkdirs(evaluation / "songs/song/reconstruction.wav"), tone(1.0, 8000), 8000)
+    (evaluation / ".hydra").mkdir()
+    audio, other = scan(root)
+    assert audio == [root / "song.wav"]
+    assert other == {evaluation: "a run folder of aerecon's (it has a .hydra record): its outputs are not music"}
