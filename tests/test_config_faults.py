@@ -11,9 +11,11 @@ from aerecon.train import train
 @pytest.mark.parametrize("overrides, message", [
     (["model=fc", "model.net.latent=999999"],
      r"model.net.latent=999999 must be between 1 and the model's input length 1000 .* e.g. model.net.latent=250"),
-    (["model=conv", "representation=raw", "data.segment_seconds=0.002", "model.net.channels=[2,2,2,2]", "model.net.latent=1"],
+    (["model=conv", "representation=raw", "data.segment_seconds=0.002", "model.net.channels=[2,2,2,2]", "model.net.latent=1",
+      "callbacks.reconstruction_preview=null"],
      r"data segment of 4 samples is too short for 4 conv layers .* e.g. data.segment_seconds=3.0"),
-    (["model=resconv", "representation=raw", "data.segment_seconds=0.002", "model.net.latent=4"],
+    (["model=resconv", "representation=raw", "data.segment_seconds=0.002", "model.net.latent=4",
+      "callbacks.reconstruction_preview=null"],
      r"model.net.strides=\[4\] leave .* change model.net.latent_channels or model.net.strides"),
     (["data.sample_rate=0"], r"data.sample_rate=0: must be a positive rate in Hz, e.g. data.sample_rate=4410"),
     (["data.sample_rate=-8000"], r"data.sample_rate=-8000: must be a positive rate in Hz, e.g. data.sample_rate=4410"),
@@ -34,6 +36,13 @@ from aerecon.train import train
     (["callbacks.early_stopping.patience=-5"], r"callbacks.early_stopping.patience=-5: must be a whole number"),
     (["budget_gb=0"], r"budget_gb=0: must be GiB above 0, or null"),
     (["trainer.accumulate_grad_batches=0"], r"trainer.accumulate_grad_batches=0: must be"),
+    (["optimizer.lr=inf"], r"optimizer.lr=inf: must be a learning rate above 0"),
+    (["data.segment_seconds=inf"], r"data.segment_seconds=inf: must be a positive length in seconds"),
+    (["data.split={train:nan,val:1,test:1}"], r"data.split=\{'train': nan, .*\}: needs train, val, test weights"),
+    (["data.sample_rate=8", "data.segment_seconds=3"],
+     r"data.segment_seconds=3 at data.sample_rate=8 is 24 samples, too short for the preview's window"),
+    pytest.param(["trainer.accelerator=gpu"], r"trainer.accelerator=gpu: this torch sees no GPU here",
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_config_faults_stop_before_any_work_and_name_the_key(make_cfg, tmp_path, overrides, message):
     cache = tmp_path / "fresh_cache"
