@@ -16,8 +16,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from aerecon.errors import ConfigError, NumericalError, Stopped
-from aerecon.files import atomic_link
 from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
+from aerecon.internals import BestAndLastCheckpoint, state_key  # noqa: F401  (BestAndLastCheckpoint: conf/callbacks)
 from aerecon.stitch import Stitcher
 
 log = logging.getLogger(__name__)
@@ -31,39 +31,6 @@ class StoreConfig(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["aerecon"] = {"config": self.config}
-
-
-class BestAndLastCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose last.ckpt is rewritten after every validation, so a killed run resumes
-    from its latest epoch. (Lightning 2.6 rewrites last.ckpt only when a top-k checkpoint was saved
-    at the same step, i.e. when the monitored metric improved.)"""
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)  # top-k, and last.ckpt if that saved one
-        self._last_unless_saved(trainer, at_epoch_end=True)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        self._last_unless_saved(trainer, at_epoch_end=False)
-
-    def _last_unless_saved(self, trainer: L.Trainer, at_epoch_end: bool) -> None:
-        # the moment Lightning chose for this run's saves, unless it has saved at this step already
-        if self._should_save_on_train_epoch_end(trainer) == at_epoch_end and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
-        """When a best checkpoint was just written at this very step, last.ckpt becomes a hard link to
-        it: one copy on disk, and removing the old best later leaves last.ckpt whole."""
-        best = self._last_checkpoint_saved
-        if not (self.save_last and best and self._last_global_step_saved == trainer.global_step
-                and Path(best).name != self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION):
-            return super()._save_last_checkpoint(trainer, monitor_candidates)
-        target = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
-        self.last_model_path = target
-        linked = atomic_link(Path(best), Path(target)) if trainer.is_global_zero else True
-        trainer.strategy.barrier()
-        if not linked:
-            self._save_checkpoint(trainer, target)
 
 
 class ProgressBar(RichProgressBar):
@@ -192,7 +159,7 @@ class BestMetrics(L.Callback):
 
     def __init__(self, monitor: str = "val/loss", mode: str = "min"):
         self.monitor, self.mode = monitor, mode
-        self._state_key = self._generate_state_key(monitor=monitor, mode=mode)
+        self._state_key = state_key(self, monitor=monitor, mode=mode)
         self.best_epoch: int | None = None
         self.best: dict[str, float] = {}
 

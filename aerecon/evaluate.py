@@ -27,7 +27,8 @@ from aerecon.checkpoint import load_model
 from aerecon.checks import check_evaluate
 from aerecon.config import build
 from aerecon.data.cache import CachedSong
-from aerecon.data.datamodule import SPLITS, AudioDataModule
+from aerecon.data.datamodule import AudioDataModule
+from aerecon.data.segments import SPLITS
 from aerecon import CONF_DIR
 from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure

@@ -21,6 +21,7 @@ from aerecon.checks import check_train
 from aerecon.config import build
 from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
+from aerecon.internals import epochs_processed
 from aerecon.plan import check_budget
 from aerecon.quiet import silence_third_party
 
@@ -71,9 +72,7 @@ def resume_command(overrides: list[str], ckpt, *changes: str) -> str:
 def finished(cfg: DictConfig, checkpoint: dict) -> tuple[str, str | None] | None:
     """(why the checkpoint's run has nothing left to train under this config, the override that would
     extend it or None), or None when there is training left."""
-    # epochs whose training Lightning had processed when it saved (it saves before counting one completed)
-    epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get(
-        "processed", 0)
+    epochs = epochs_processed(checkpoint)  # Lightning saves before it counts an epoch completed
     if cfg.trainer.max_epochs is not None and epochs >= cfg.trainer.max_epochs >= 0:
         return (f"it has trained all of its trainer.max_epochs={cfg.trainer.max_epochs} epochs",
                 f"trainer.max_epochs={2 * max(cfg.trainer.max_epochs, 1)}")

@@ -28,9 +28,15 @@ def publish(lines: list[str], out: Path) -> None:
     print("\n" + text)
 
 
-def without_trainer(model) -> "torch.optim.Optimizer":
-    """Readies a LightningModule for a bare loop: its logging becomes a no-op (there is no
-    trainer to log to), and its configured optimizer is returned."""
-    model.log = model.log_dict = lambda *args, **kwargs: None
+def bare_optimizer(model) -> "torch.optim.Optimizer":
+    """The optimizer an aerecon model configures for itself, for a loop without a Trainer."""
     optimizer = model.configure_optimizers()
     return optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+
+
+def bare_loss(model, wave: "torch.Tensor") -> "torch.Tensor":
+    """What the model's training_step computes, without logging: the total of its loss terms and its
+    bottleneck's, from waveform segments."""
+    target, output, latent_terms = model.autoencode_wave(wave)
+    total = model.loss(output, target, model.representation.decode(output), wave)["total"]
+    return total + latent_terms["total"] if latent_terms else total

@@ -32,7 +32,7 @@ from aerecon.data.cache import WaveformCache
 from aerecon.audio import find_audio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine, publish, real_music, without_trainer  # noqa: E402
+from bench_common import bare_loss, bare_optimizer, machine, publish, real_music  # noqa: E402
 
 RATE = 4410
 MODELS = {  # name: overrides; the thesis models at their published size
@@ -84,13 +84,13 @@ def model_rate(overrides: list[str], device: str, steps: int) -> tuple[float, in
     """(segments per second in training steps, batch size, parameters) on random 3 s segments."""
     cfg = compose_train([*overrides, "budget_gb=null"])
     model = build(cfg.model).to(device)
-    optimizer = without_trainer(model)
+    optimizer = bare_optimizer(model)
     batch = cfg.data.batch_size
     wave = (0.3 * torch.randn(batch, 1, round(cfg.data.sample_rate * cfg.data.segment_seconds))).to(device)
 
     def step(i):
         optimizer.zero_grad(set_to_none=True)
-        model.training_step(wave, i).backward()
+        bare_loss(model, wave).backward()
         optimizer.step()
 
     step(0)  # warm-up: allocations, optimizer state

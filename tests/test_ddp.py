@@ -15,7 +15,7 @@ from conftest import TINY
 from test_train import assert_same_run, scalars
 from aerecon.checkpoint import load_model
 from aerecon.config import build
-from aerecon.data.datamodule import EpochShuffleSampler, ShardSampler
+from aerecon.data.loaders import EpochShuffleSampler, ShardSampler
 from aerecon.models import VectorQuantizer
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "model=conv", "optimizer.lr=3e-3", "test=false"]

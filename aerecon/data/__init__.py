@@ -1,3 +1,4 @@
-from aerecon.data.datamodule import AudioDataModule, DemoDataModule, assign_split
+from aerecon.data.datamodule import AudioDataModule, DemoDataModule
+from aerecon.data.segments import assign_split
 
 __all__ = ["AudioDataModule", "DemoDataModule", "assign_split"]

@@ -1,238 +1,31 @@
 """LightningDataModule: folder of audio -> cache -> split by song -> 3 s waveform segments.
 
 Batches are raw waveforms [B, 1, n]; the representation (RFFT, ...) is applied by the model
-on its device, so the loader stays cheap and the cache representation-agnostic.
+on its device, so the loader stays cheap and the cache representation-agnostic. The splits
+and segments are in aerecon.data.segments, the samplers and loaders in aerecon.data.loaders.
 """
 
-import atexit
-import hashlib
 import logging
 import math
 import os
-import signal
-import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from aerecon import segment_samples
 from aerecon.audio import AUDIO_EXTENSIONS, scan
 from aerecon.data.cache import CachedSong, WaveformCache
+from aerecon.data.loaders import (EpochShuffleSampler, ResumableLoader, ShardSampler, WorkerLoader, worker_init,
+                                  as_batch, rank_and_world)
+from aerecon.data.segments import SPLITS, SegmentDataset, assign_split
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.errors import ConfigError, DataError
 from aerecon.files import atomic_write
+from aerecon.internals import batches_done
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
-
-
-def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> str:
-    """Split of one song, from a hash of its name alone: adding files never moves another.
-
-    With `weights="folders"` the song's top folder under the root names its split
-    (train/, val/, test/), for a split chosen by hand.
-    """
-    if weights == "folders":
-        top = Path(name).parts[0] if len(Path(name).parts) > 1 else ""
-        if top not in SPLITS:
-            raise DataError(f"data.split=folders: {name} is not inside a train/, val/ or test/ folder of data.root")
-        return top
-    u = int.from_bytes(hashlib.sha1(os.fsencode(f"{seed}:{name}")).digest()[:8], "big") / 2**64
-    total, edge = sum(weights.values()), 0.0
-    for split in SPLITS:
-        edge += weights[split] / total
-        if u < edge:
-            return split
-    return SPLITS[-1]
-
-
-class SegmentDataset(Dataset):
-    """Segments of cached songs on a grid of `segment_samples`; a trailing partial segment is dropped.
-
-    Keys are segment indices, or (index, epoch) pairs from EpochShuffleSampler when `jitter`
-    > 0: then each segment is moved by up to `jitter` segment lengths either way (kept
-    inside its song), by an amount drawn from (seed, epoch) for the whole epoch at once, so it
-    depends on (seed, epoch, index) alone. Models then see every phase of the music, not only
-    the grid; evaluation's overlapping segments need that.
-
-    The DataLoader fetches a whole batch with one `__getitems__` call (a [B, 1, n] tensor,
-    passed through by `as_batch`): the per-segment work is one slice copy.
-    """
-
-    def __init__(self, songs: list[CachedSong], segment_samples: int, jitter: float = 0.0, seed: int = 0):
-        self.songs, self.segment_samples, self.jitter, self.seed = songs, segment_samples, jitter, seed
-        self.index = [(s, k * segment_samples) for s, song in enumerate(songs)
-                      for k in range(song.num_samples // segment_samples)]
-        self._song = np.array([s for s, _ in self.index], dtype=np.int64)
-        self._grid = np.array([offset for _, offset in self.index], dtype=np.int64)
-        self._latest = np.array([songs[s].num_samples - segment_samples for s in self._song], dtype=np.int64)
-        self._shifts: tuple[int | None, np.ndarray | None] = (None, None)  # (epoch, shift of every segment)
-        self._arrays: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def offsets(self, indices: np.ndarray, epoch: int | None) -> np.ndarray:
-        """Start samples of the segments `indices` in `epoch` (None: the grid)."""
-        if epoch is None or not self.jitter:
-            return self._grid[indices]
-        if self._shifts[0] != epoch:
-            draws = np.random.default_rng([self.seed, epoch]).uniform(-self.jitter, self.jitter, len(self))
-            self._shifts = (epoch, np.rint(draws * self.segment_samples).astype(np.int64))
-        return np.clip(self._grid[indices] + self._shifts[1][indices], 0, self._latest[indices])
-
-    def offset(self, i: int, epoch: int | None) -> int:
-        return int(self.offsets(np.array([i]), epoch)[0])
-
-    def _array(self, s: int) -> np.ndarray:
-        if s not in self._arrays:  # opened lazily, so each loader worker maps its own files
-            self._arrays[s] = np.load(self.songs[s].file, mmap_mode="r")
-        return self._arrays[s]
-
-    def __getitems__(self, keys: list) -> torch.Tensor:
-        if keys and isinstance(keys[0], tuple):
-            indices, epoch = np.array([i for i, _ in keys]), keys[0][1]  # one epoch per batch (the sampler's)
-        else:
-            indices, epoch = np.array(keys, dtype=np.int64), None
-        n = self.segment_samples
-        batch = torch.empty(len(indices), 1, n)
-        if torch.utils.data.get_worker_info() is not None:
-            batch.share_memory_()  # as default_collate does in a worker: sent to the trainer without a copy
-        rows = batch.numpy()
-        for row, s, offset in zip(rows, self._song[indices], self.offsets(indices, epoch)):
-            row[0] = self._array(s)[offset : offset + n]
-        return batch
-
-    def __getitem__(self, key: int | tuple[int, int]) -> torch.Tensor:
-        return self.__getitems__([key])[0]
-
-
-def as_batch(batch: torch.Tensor) -> torch.Tensor:
-    """The loaders' collate_fn: SegmentDataset.__getitems__ already returns the stacked batch."""
-    return batch
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (DDP), or (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """Shuffles with a permutation that depends only on (seed, epoch).
-
-    Lightning calls `set_epoch` before every epoch, so a run resumed at epoch k sees exactly
-    the order (and jitter) an uninterrupted run would, whatever the global RNG state is.
-    With `with_epoch`, it yields (index, epoch) keys for SegmentDataset's jitter.
-    `resume(epoch, done)` makes that epoch's next pass start after its first `done` indices.
-
-    Under DDP each of the `world` ranks takes every world-th index of the permutation, padded
-    (as torch's DistributedSampler does) so all ranks run the same number of steps: the
-    shards are disjoint except for at most world - 1 repeated segments, and cover the epoch.
-    """
-
-    def __init__(self, size: int, seed: int, with_epoch: bool = False, rank: int | None = None,
-                 world: int | None = None):
-        self.size, self.seed, self.epoch, self.with_epoch = size, seed, 0, with_epoch
-        default_rank, default_world = rank_and_world()
-        self.rank = default_rank if rank is None else rank
-        self.world = default_world if world is None else world
-        self._resume: tuple[int, int] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def resume(self, epoch: int, done: int) -> None:
-        self._resume = (epoch, done)
-
-    def __len__(self) -> int:
-        return -(-self.size // self.world)
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
-        order += order[: len(self) * self.world - self.size]
-        order = order[self.rank :: self.world]
-        if self._resume is not None:
-            epoch, done = self._resume
-            self._resume = None
-            if epoch == self.epoch:
-                order = order[done:]
-        return iter([(i, self.epoch) for i in order] if self.with_epoch else order)
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation order under DDP: rank r takes segments r, r + world, ... (no padding, so
-    every segment is scored exactly once; metrics are then summed across ranks)."""
-
-    def __init__(self, size: int, rank: int, world: int):
-        self.size, self.rank, self.world = size, rank, world
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.world))
-
-    def __iter__(self):
-        return iter(range(self.rank, self.size, self.world))
-
-
-class WorkerLoader(DataLoader):
-    """A DataLoader whose worker processes are shut down before the interpreter exits.
-
-    The workers ignore SIGTERM (see `_worker_init`), but multiprocessing's exit handler stops
-    leftover children with SIGTERM and then waits for them: an iterator still holding its
-    workers at exit (a script or notebook that iterated a loader outside a Trainer, which
-    shuts its own down) would hang there for ever.
-    """
-
-    _live_iterators: weakref.WeakSet = weakref.WeakSet()
-
-    def _get_iterator(self):
-        iterator = super()._get_iterator()
-        if self.num_workers > 0:
-            WorkerLoader._live_iterators.add(iterator)
-        return iterator
-
-    @classmethod
-    def shutdown_all(cls) -> None:
-        for iterator in list(cls._live_iterators):
-            iterator._shutdown_workers()  # as Lightning's teardown does; a no-op once done
-
-
-# atexit runs handlers last-registered-first: this one runs before multiprocessing's own.
-atexit.register(WorkerLoader.shutdown_all)
-
-
-class ResumableLoader(WorkerLoader):
-    """The training DataLoader, resumable mid-epoch (Lightning checkpoints it: it has a state_dict).
-
-    Its state is the epoch and how many batches of it training has finished (`progress()`, read
-    from the trainer when a checkpoint is saved); restored, the rest of that epoch comes in the
-    same order an uninterrupted run would have used.
-    """
-
-    def __init__(self, *args, progress: Callable[[], int], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.progress = progress
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.sampler.epoch, "batches": self.progress()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
-
-
-def _worker_init(worker_id: int) -> None:
-    # Ctrl+C and a scheduler's SIGTERM reach a loader's workers too; only the main process decides
-    # how to stop (GracefulStop): a worker dying first would fail the batch in progress.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    pl_worker_init_function(worker_id)
 
 
 class AudioDataModule(L.LightningDataModule):
@@ -376,7 +169,7 @@ class AudioDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         options = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=as_batch,
                        persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                       worker_init_fn=_worker_init,
+                       worker_init_fn=worker_init,
                        generator=torch.Generator().manual_seed(self.shuffle_seed))  # leaves the global RNG alone
         if not shuffle:
             rank, world = rank_and_world()
@@ -388,7 +181,7 @@ class AudioDataModule(L.LightningDataModule):
     def _batches_done(self) -> int:
         """Training batches finished in the current epoch (checkpoints are saved after a batch's hooks)."""
         trainer = self.trainer
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
+        return batches_done(trainer) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -15,6 +15,7 @@ from torch import nn
 
 from aerecon.checkpoint import upgrade_state_dict
 from aerecon.errors import ConfigError, NumericalError
+from aerecon.internals import attached_trainer
 from aerecon.losses import MSELoss, WeightedSum
 from aerecon.metrics import waveform_metrics
 from aerecon.models.layers import Checkpointed
@@ -62,15 +63,6 @@ class AutoencoderModule(L.LightningModule):
             # Lightning measures training progress in optimizer steps (no step, no checkpoint), so
             # each batch steps a no-op optimizer over this empty parameter.
             self.progress = nn.Parameter(torch.zeros(0), requires_grad=False)
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning sets `_current_fx_name` before and after each hook it calls, dozens of times a
-        # training step; nn.Module.__setattr__ sorts parameters, buffers and submodules for each
-        # (measured in experiments/bench_overhead.py). A string needs none of that sorting.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def setup(self, stage: str) -> None:
         for module in self.modules():
@@ -151,7 +143,8 @@ class AutoencoderModule(L.LightningModule):
         for name, value in values.items():
             self._train_sums[name] = self._train_sums.get(name, 0.0) + value.float() * batch_size
         self._train_seen += batch_size
-        every = self._trainer.log_every_n_steps if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        every = trainer.log_every_n_steps if trainer is not None else 1
         if self.global_step % every == 0:
             self.log_dict({f"train/{k}_step": v for k, v in values.items()}, on_step=True, on_epoch=False,
                           batch_size=batch_size)
@@ -186,7 +179,8 @@ class AutoencoderModule(L.LightningModule):
         self._train_seen, self._train_epoch = mine["seen"], state["epoch"]
 
     def _world_size(self) -> int:
-        return self._trainer.world_size if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        return trainer.world_size if trainer is not None else 1
 
     def on_validation_epoch_start(self) -> None:
         # Lightning validates before on_train_epoch_end: a fitted network chooses as soon as it has seen the data.
@@ -204,7 +198,7 @@ class AutoencoderModule(L.LightningModule):
         return loss
 
     def _diverged(self, loss: torch.Tensor) -> None:
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer else ""
         precision = str(trainer.precision) if trainer else "32-true"
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")  # hydra's partial optimizer

@@ -1,0 +1,95 @@
+"""Songs into splits (by a hash of each song's name) and into fixed-length waveform segments."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from aerecon.data.cache import CachedSong
+from aerecon.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> str:
+    """Split of one song, from a hash of its name alone: adding files never moves another.
+
+    With `weights="folders"` the song's top folder under the root names its split
+    (train/, val/, test/), for a split chosen by hand.
+    """
+    if weights == "folders":
+        top = Path(name).parts[0] if len(Path(name).parts) > 1 else ""
+        if top not in SPLITS:
+            raise DataError(f"data.split=folders: {name} is not inside a train/, val/ or test/ folder of data.root")
+        return top
+    u = int.from_bytes(hashlib.sha1(os.fsencode(f"{seed}:{name}")).digest()[:8], "big") / 2**64
+    total, edge = sum(weights.values()), 0.0
+    for split in SPLITS:
+        edge += weights[split] / total
+        if u < edge:
+            return split
+    return SPLITS[-1]
+
+
+class SegmentDataset(Dataset):
+    """Segments of cached songs on a grid of `segment_samples`; a trailing partial segment is dropped.
+
+    Keys are segment indices, or (index, epoch) pairs from EpochShuffleSampler when `jitter`
+    > 0: then each segment is moved by up to `jitter` segment lengths either way (kept
+    inside its song), by an amount drawn from (seed, epoch) for the whole epoch at once, so it
+    depends on (seed, epoch, index) alone. Models then see every phase of the music, not only
+    the grid; evaluation's overlapping segments need that.
+
+    The DataLoader fetches a whole batch with one `__getitems__` call (a [B, 1, n] tensor,
+    passed through by `as_batch`): the per-segment work is one slice copy.
+    """
+
+    def __init__(self, songs: list[CachedSong], segment_samples: int, jitter: float = 0.0, seed: int = 0):
+        self.songs, self.segment_samples, self.jitter, self.seed = songs, segment_samples, jitter, seed
+        self.index = [(s, k * segment_samples) for s, song in enumerate(songs)
+                      for k in range(song.num_samples // segment_samples)]
+        self._song = np.array([s for s, _ in self.index], dtype=np.int64)
+        self._grid = np.array([offset for _, offset in self.index], dtype=np.int64)
+        self._latest = np.array([songs[s].num_samples - segment_samples for s in self._song], dtype=np.int64)
+        self._shifts: tuple[int | None, np.ndarray | None] = (None, None)  # (epoch, shift of every segment)
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def offsets(self, indices: np.ndarray, epoch: int | None) -> np.ndarray:
+        """Start samples of the segments `indices` in `epoch` (None: the grid)."""
+        if epoch is None or not self.jitter:
+            return self._grid[indices]
+        if self._shifts[0] != epoch:
+            draws = np.random.default_rng([self.seed, epoch]).uniform(-self.jitter, self.jitter, len(self))
+            self._shifts = (epoch, np.rint(draws * self.segment_samples).astype(np.int64))
+        return np.clip(self._grid[indices] + self._shifts[1][indices], 0, self._latest[indices])
+
+    def offset(self, i: int, epoch: int | None) -> int:
+        return int(self.offsets(np.array([i]), epoch)[0])
+
+    def _array(self, s: int) -> np.ndarray:
+        if s not in self._arrays:  # opened lazily, so each loader worker maps its own files
+            self._arrays[s] = np.load(self.songs[s].file, mmap_mode="r")
+        return self._arrays[s]
+
+    def __getitems__(self, keys: list) -> torch.Tensor:
+        if keys and isinstance(keys[0], tuple):
+            indices, epoch = np.array([i for i, _ in keys]), keys[0][1]  # one epoch per batch (the sampler's)
+        else:
+            indices, epoch = np.array(keys, dtype=np.int64), None
+        n = self.segment_samples
+        batch = torch.empty(len(indices), 1, n)
+        if torch.utils.data.get_worker_info() is not None:
+            batch.share_memory_()  # as default_collate does in a worker: sent to the trainer without a copy
+        rows = batch.numpy()
+        for row, s, offset in zip(rows, self._song[indices], self.offsets(indices, epoch)):
+            row[0] = self._array(s)[offset : offset + n]
+        return batch
+
+    def __getitem__(self, key: int | tuple[int, int]) -> torch.Tensor:
+        return self.__getitems__([key])[0]

@@ -1,0 +1,113 @@
+"""Every use aerecon makes of Lightning's and torch's private (or undocumented) members, in one place.
+
+Each is here because no public API does the job. `tests/test_internals.py` checks that every
+member in REQUIRED still exists with the parameters used here, so an upgrade that renames or
+changes one fails there, naming it, instead of somewhere deep in a run.
+"""
+
+import atexit
+import weakref
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+from aerecon.files import atomic_link
+
+# (owner, member, the parameters aerecon passes, by name, or None for an attribute)
+REQUIRED = [
+    (L.LightningModule, "_trainer", None),
+    (Callback, "_generate_state_key", ["kwargs"]),
+    (ModelCheckpoint, "_should_save_on_train_epoch_end", ["trainer"]),
+    (ModelCheckpoint, "_should_skip_saving_checkpoint", ["trainer"]),
+    (ModelCheckpoint, "_save_last_checkpoint", ["trainer", "monitor_candidates"]),
+    (ModelCheckpoint, "_monitor_candidates", ["trainer"]),
+    (ModelCheckpoint, "_save_checkpoint", ["trainer", "filepath"]),
+    (ModelCheckpoint, "_last_checkpoint_saved", None),
+    (ModelCheckpoint, "_last_global_step_saved", None),
+    (DataLoader, "_get_iterator", []),
+    (_MultiProcessingDataLoaderIter, "_shutdown_workers", []),
+]
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's Trainer, or None outside one (the public `trainer` property raises there)."""
+    return module._trainer
+
+
+def batches_done(trainer: L.Trainer) -> int:
+    """Training batches finished in the current epoch."""
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def epochs_processed(checkpoint: dict) -> int:
+    """Epochs whose training a Lightning checkpoint had processed when it was saved."""
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    return loops.get("epoch_progress", {}).get("current", {}).get("processed", 0)
+
+
+def state_key(callback: Callback, **kwargs) -> str:
+    """A callback's checkpoint key in Lightning's own form (`Name{'monitor': ...}`)."""
+    return callback._generate_state_key(**kwargs)
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose last.ckpt is rewritten after every validation, so a killed run resumes
+    from its latest epoch. (Lightning 2.6 rewrites last.ckpt only when a top-k checkpoint was saved
+    at the same step, i.e. when the monitored metric improved.)"""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # top-k, and last.ckpt if that saved one
+        self._last_unless_saved(trainer, at_epoch_end=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._last_unless_saved(trainer, at_epoch_end=False)
+
+    def _last_unless_saved(self, trainer: L.Trainer, at_epoch_end: bool) -> None:
+        # the moment Lightning chose for this run's saves, unless it has saved at this step already
+        if self._should_save_on_train_epoch_end(trainer) == at_epoch_end and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        """When a best checkpoint was just written at this very step, last.ckpt becomes a hard link to
+        it: one copy on disk, and removing the old best later leaves last.ckpt whole."""
+        best = self._last_checkpoint_saved
+        if not (self.save_last and best and self._last_global_step_saved == trainer.global_step
+                and Path(best).name != self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION):
+            return super()._save_last_checkpoint(trainer, monitor_candidates)
+        target = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        self.last_model_path = target
+        linked = atomic_link(Path(best), Path(target)) if trainer.is_global_zero else True
+        trainer.strategy.barrier()
+        if not linked:
+            self._save_checkpoint(trainer, target)
+
+
+class WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes are shut down before the interpreter exits.
+
+    The workers ignore SIGTERM (see aerecon.data.loaders.worker_init), but multiprocessing's exit handler stops
+    leftover children with SIGTERM and then waits for them: an iterator still holding its
+    workers at exit (a script or notebook that iterated a loader outside a Trainer, which
+    shuts its own down) would hang there for ever.
+    """
+
+    _live_iterators: weakref.WeakSet = weakref.WeakSet()
+
+    def _get_iterator(self):
+        iterator = super()._get_iterator()
+        if self.num_workers > 0:
+            WorkerLoader._live_iterators.add(iterator)
+        return iterator
+
+    @classmethod
+    def shutdown_all(cls) -> None:
+        for iterator in list(cls._live_iterators):
+            iterator._shutdown_workers()  # as Lightning's teardown does; a no-op once done
+
+
+# atexit runs handlers last-registered-first: this one runs before multiprocessing's own.
+atexit.register(WorkerLoader.shutdown_all)

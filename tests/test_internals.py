@@ -1,0 +1,47 @@
+"""The private Lightning and torch members aerecon relies on (aerecon/internals.py) still exist."""
+
+import inspect
+
+import lightning as L
+import torch
+
+from aerecon.internals import REQUIRED, attached_trainer, batches_done, epochs_processed
+
+
+def describe(owner) -> str:
+    module = owner.__module__.split(".")[0]
+    version = {"lightning": L.__version__, "torch": torch.__version__}.get(module, "?")
+    return f"{owner.__module__}.{owner.__qualname__} ({module} {version})"
+
+
+def test_every_private_member_aerecon_uses_still_exists_with_its_parameters():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    instances = {L.LightningModule: L.LightningModule(), ModelCheckpoint: ModelCheckpoint()}
+    changed = []
+    for owner, name, parameters in REQUIRED:
+        holder = instances.get(owner, owner)
+        if not hasattr(holder, name):
+            changed.append(f"{describe(owner)} has no {name}")
+            continue
+        if parameters is not None:
+            found = list(inspect.signature(getattr(owner, name)).parameters)
+            if found[:1] == ["self"]:
+                found = found[1:]
+            if found[: len(parameters)] != parameters:
+                changed.append(f"{describe(owner)}.{name} takes {found}, not {parameters}")
+    assert not changed, ("an upgrade changed what aerecon/internals.py relies on; update it there: "
+                         + "; ".join(changed))
+
+
+def test_the_helpers_read_a_real_trainer_and_checkpoint(tmp_path):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    module = BoringModel()
+    assert attached_trainer(module) is None
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module)
+    assert attached_trainer(module) is trainer and batches_done(trainer) == 3
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    assert epochs_processed(torch.load(tmp_path / "last.ckpt", weights_only=False)) == 2
