@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -24,10 +25,14 @@ from aerecon import CONF_DIR, __version__
 from aerecon.errors import ConfigError, exit_on_user_error, sigterm_stops
 from aerecon.inference import Autoencoder, load
 from aerecon.quiet import silence_third_party
+from aerecon.representation import RFFT
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-TOLERANCE = 1e-4  # largest difference from the eager model that an export may show
+# Largest difference from the eager model that an export may show, relative to the output's scale
+# (its largest magnitude, or 1 when that is smaller: waveforms are held to 1e-4 itself; an
+# unnormalised RFFT code, whose numbers run into the hundreds, to 1e-4 of its largest).
+TOLERANCE = 1e-4
 ONNX_SINGLE_FILE_BYTES = 1 << 30
 
 
@@ -58,12 +63,34 @@ class Decoder(nn.Module):
         return self.representation.decode(self.net.decode(self.net.unpack(code)))
 
 
+@contextmanager
+def quiet_exporter():
+    """The ONNX exporter's and its optimiser's progress messages (and the torchvision notice) are
+    not for users; its errors still surface as exceptions."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def within_tolerance(exported: torch.Tensor, expected: torch.Tensor) -> tuple[bool, float]:
+    """(whether `exported` reproduces `expected`, the largest absolute difference)."""
+    difference = float((exported.float() - expected).abs().max())
+    return difference <= TOLERANCE * max(1.0, float(expected.abs().max())), difference
+
+
 def _write_onnx(part: nn.Module, example: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
     # One file, unless the weights would pass protobuf's 2 GB limit (the thesis models): then beside it, as .onnx.data
     large = sum(t.nbytes for t in part.state_dict().values()) > ONNX_SINGLE_FILE_BYTES
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_exporter():
         torch.onnx.export(part, (example,), str(path), dynamo=True, input_names=["input"], output_names=["output"],
                           dynamic_shapes=({0: batch},), external_data=large, verbose=False)
 
@@ -86,6 +113,15 @@ def _run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
 
 
 WRITERS = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript, _run_torchscript)}
+
+
+def hint(model: Autoencoder, fmt: str) -> str:
+    n = model.segment_samples
+    if fmt == "onnx" and isinstance(model.module.representation, RFFT) and n & (n - 1):
+        return (f"onnxruntime computes a DFT whose length is not a power of two ({n} samples) in single precision "
+                f"without an FFT, which is not precise enough; use format=torchscript, or segments of a power of "
+                f"two samples")
+    return f"Try format={'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load"
 
 
 def near_ties(encoder: Encoder, wave: torch.Tensor, exported: torch.Tensor) -> bool:
@@ -127,12 +163,13 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
                                       f"{fmt} ({reason[:300]}); try format="
                                       f"{'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load") from None
                 expected = part(check)
-                errors[name] = float((exported.float() - expected).abs().max())
-                if not errors[name] <= TOLERANCE and name == "encoder" and near_ties(encoder, check, exported):
+                close, errors[name] = within_tolerance(exported, expected)
+                if not close and name == "encoder" and near_ties(encoder, check, exported):
                     ties = True
-                elif not errors[name] <= TOLERANCE:
+                elif not close:
                     raise ConfigError(f"the exported {name} of {type(model.module.net).__name__} differs from the "
-                                      f"model by {errors[name]:.3g} (more than {TOLERANCE:g}), so it was not kept")
+                                      f"model by {errors[name]:.3g} (more than {TOLERANCE:g} of its outputs' scale), "
+                                      f"so it was not kept. {hint(model, fmt)}")
         parts = {"encoder": {"input": ["batch", 1, model.segment_samples], "output": ["batch", model.latent_size]},
                  "decoder": {"input": ["batch", model.latent_size], "output": ["batch", 1, model.segment_samples]}}
         for name, part in parts.items():

@@ -89,7 +89,9 @@ def test_fourier_sparse_keeps_each_segments_own_strongest_bins(n):
 def test_fourier_sparse_trains_one_epoch_and_beats_the_linear_baselines(make_cfg):
     snr = {}
     for name in ("fourier_topk", "fourier_sparse"):
-        results = train(make_cfg(f"model={name}", "model.net.latent=48"))
+        cfg = make_cfg(f"model={name}", "model.net.latent=48")
+        cfg.paths.run_dir = f"{cfg.paths.run_dir}_{name}"  # a run folder each
+        results = train(cfg)
         assert results["epochs"] == 1
         snr[name] = results["best"]["val/snr_db"]
     assert snr["fourier_sparse"] > snr["fourier_topk"] > 0, snr

@@ -84,6 +84,7 @@ class AudioDataModule(L.LightningDataModule):
     def _sources(self) -> list[Path]:
         if not self.root.is_dir():
             raise DataError(f"data.root={self.root} is not a folder")
+        log.info("Looking for audio under %s", self.root)  # a large tree takes a while: say where
         sources, self.not_audio = scan(self.root)
         if not sources:
             kinds = ", ".join(sorted(AUDIO_EXTENSIONS))
