@@ -3,18 +3,23 @@
 Reads the TensorBoard logs of a run folder or of every run under a multirun folder and writes
 into DIR: report.md (a summary, then per run the thesis's Tables 1 and 2: epochs 0, 4, 9,
 the best, every 25th and the last), report.csv (the same rows with a run column) and
-val_loss.png (validation loss against epoch for all runs, the thesis's Figure 10).
+val_loss.png (validation loss against epoch for all runs, the thesis's Figure 10). Runs that
+differ only in `seed` (a sweep over seed=0,1,2) are also reported together: each metric as the
+mean and 95% confidence interval over the seeds, in report.md and seeds.csv.
 """
 
 import argparse
 import csv
 import io
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
 
+import yaml
 from matplotlib.figure import Figure
+from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from aerecon.errors import AereconError
@@ -31,6 +36,8 @@ COLUMNS = {  # TensorBoard tag -> column
     "perf/peak_rss_gb": "peak RSS (GiB)",
 }
 THESIS_EPOCHS = (0, 4, 9)
+TEST_KEYS = {"test SNR (dB)": "snr_db", "test MSE": "mse"}
+SEED_COLUMNS = ["val loss", "MSE", "MAE", "RMSE", "SNR (dB)", *TEST_KEYS]
 
 
 class ReportError(AereconError):
@@ -68,6 +75,66 @@ def model_name(run: Path) -> str:
     except (ValueError, AttributeError, UnicodeDecodeError):
         print(f"aerecon: warning: {results} is not the JSON a run writes; its model is shown as ?", file=sys.stderr)
         return "?"
+
+
+def run_setting(run: Path) -> tuple[str, str | None]:
+    """(what the run was asked for apart from its seed, its seed), from Hydra's record of its overrides;
+    a run without that record is a setting of its own."""
+    record = run / ".hydra" / "overrides.yaml"
+    try:
+        overrides = yaml.safe_load(record.read_text()) if record.is_file() else None
+    except (OSError, yaml.YAMLError):
+        overrides = None
+    if not isinstance(overrides, list):
+        return str(run), None
+    seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), None)
+    kept = [o for o in overrides if not o.startswith(("seed=", "ckpt_path=", "hydra.", "paths."))]
+    return " ".join(sorted(kept)) or "(defaults)", seed
+
+
+def run_test_metrics(run: Path) -> dict[str, float]:
+    results = run / "results.json"
+    try:
+        test = json.loads(results.read_text()).get("test") or {} if results.is_file() else {}
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return {}
+    return {k: v for k, v in test.items() if isinstance(v, (int, float))}
+
+
+def mean_and_interval(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of its 95% confidence interval, Student's t over len(values) - 1 degrees of freedom)."""
+    mean = statistics.fmean(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, float(half)
+
+
+def over_seeds(report: dict) -> list[dict]:
+    """Runs of one setting with different seeds (at least two): every metric at their best epochs, and
+    their test metrics, as the mean and 95% interval over the seeds."""
+    groups: dict[str, list[str]] = {}
+    for name, run in report.items():
+        if run["seed"] is not None:
+            groups.setdefault(run["setting"], []).append(name)
+    rows = []
+    for setting, names in groups.items():
+        seeds = sorted({report[n]["seed"] for n in names})
+        if len(names) < 2 or len(seeds) < len(names):
+            continue
+        metrics = {}
+        for column in SEED_COLUMNS:
+            values = [value for n in names if (value := best_value(report[n], column)) is not None]
+            if len(values) == len(names):
+                metrics[column] = mean_and_interval(values)
+        rows.append({"setting": setting, "model": report[names[0]]["model"], "seeds": seeds, "runs": names,
+                     "metrics": metrics})
+    return rows
+
+
+def best_value(run: dict, column: str) -> float | None:
+    if column.startswith("test "):
+        return run["test"].get(f"test/{TEST_KEYS[column]}")
+    best = next((r for r in run["rows"] if r["best"]), {})
+    return best.get(column)
 
 
 def table_epochs(epochs: list[int], best: int) -> list[int]:
@@ -119,8 +186,10 @@ def build_report(root: Path) -> dict:
         rows, best = run_rows(scalars)
         seconds = list(scalars.get("perf/epoch_seconds", {}).values())
         peak = scalars.get("perf/peak_cuda_gb") or scalars.get("perf/peak_rss_gb") or {}
+        setting, seed = run_setting(run)
         report[run_name(run, root)] = {
             "model": model_name(run), "rows": rows, "best": best, "losses": scalars.get("val/loss", {}),
+            "setting": setting, "seed": seed, "test": run_test_metrics(run),
             "epochs": len(scalars.get("val/loss", {})),
             "median_epoch_seconds": statistics.median(seconds) if seconds else None,
             "peak_gb": max(peak.values()) if peak else None,
@@ -141,11 +210,35 @@ def render_markdown(report: dict) -> str:
              "val loss in the representation domain; peak memory in GiB.", "",
              markdown_table(["run", "model", "epochs", "best epoch", "val loss", "MSE", "MAE", "RMSE", "SNR (dB)",
                              "s/epoch (median)", "peak memory"], summary)]
+    seeded = over_seeds(report)
+    if seeded:
+        columns = [c for c in SEED_COLUMNS if any(c in row["metrics"] for row in seeded)]
+        parts += ["", "## Over seeds", "",
+                  "Runs that differ only in `seed`: the mean and the half-width of its 95% confidence interval "
+                  "(Student's t) at each run's best epoch, and on the test split. Two settings differ beyond "
+                  "noise where their intervals do not overlap.", "",
+                  markdown_table(["setting", "model", "seeds", *columns],
+                                 [[row["setting"], row["model"], len(row["seeds"]),
+                                   *(_interval(row["metrics"].get(c)) for c in columns)] for row in seeded])]
     for name, run in report.items():
         columns = [c for c in COLUMNS.values() if any(r[c] is not None for r in run["rows"])]
         rows = [[f"{r['epoch']} (best)" if r["best"] else r["epoch"], *(r[c] for c in columns)] for r in run["rows"]]
         parts += ["", f"## {name} ({run['model']})", "", markdown_table(["epoch", *columns], rows)]
     return "\n".join(parts) + "\n"
+
+
+def _interval(value: tuple[float, float] | None) -> str:
+    return "-" if value is None else f"{_fmt(value[0])} ± {_fmt(value[1])}"
+
+
+def render_seeds_csv(report: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["setting", "model", "seeds", "metric", "mean", "ci95_half_width", "runs"])
+    for row in over_seeds(report):
+        for column, (mean, half) in row["metrics"].items():
+            writer.writerow([row["setting"], row["model"], len(row["seeds"]), column, mean, half, " ".join(row["runs"])])
+    return buffer.getvalue()
 
 
 def render_csv(report: dict) -> str:
@@ -184,7 +277,11 @@ def write_report(root: Path, out: Path | None = None) -> dict:
     png = io.BytesIO()
     loss_figure(report).savefig(png, format="png", dpi=110)
     atomic_write(out / "val_loss.png", lambda f: f.write(png.getvalue()))
-    return {"runs": report, "markdown": markdown, "files": [out / "report.md", out / "report.csv", out / "val_loss.png"]}
+    files = [out / "report.md", out / "report.csv", out / "val_loss.png"]
+    if over_seeds(report):
+        atomic_write(out / "seeds.csv", lambda f: f.write(render_seeds_csv(report).encode()))
+        files.append(out / "seeds.csv")
+    return {"runs": report, "markdown": markdown, "files": files}
 
 
 def main(argv: list[str] | None = None) -> None:

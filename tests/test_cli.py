@@ -1,27 +1,44 @@
 """The Hydra app as a user runs it: a subprocess per command."""
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import TINY, run_cli
 from test_train import scalars
 
 
 def test_model_sweep_gives_one_run_and_tensorboard_run_per_model(tmp_path, shared_dirs):
-    result = run_cli("--multirun", *TINY, "model=fc,conv", cwd=tmp_path, shared=shared_dirs)
+    result = run_cli("--multirun", *TINY, "model=fc,conv", "seed=1,2", cwd=tmp_path, shared=shared_dirs)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "logs/train/multiruns").iterdir()
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert runs == ["0_fc", "1_conv"]
+    assert runs == ["0_fc", "1_fc", "2_conv", "3_conv"]
     for run in runs:
         assert (sweep / run / "checkpoints/last.ckpt").is_file()
         assert len(scalars(sweep / run / "tensorboard", "val/snr_db")) == 2
     summary = result.stdout[result.stdout.index("Sweep summary"):]
     lines = [line.split() for line in summary.splitlines() if "best val/loss" in line]
-    assert [line[0] for line in lines] == ["fc", "conv"]
+    assert [line[0] for line in lines] == ["fc", "fc", "conv", "conv"]
     assert f"tensorboard --logdir {sweep}" in summary
+
+    # the report groups the runs that differ only in their seed: mean and 95% interval over the seeds
+    report = run_cli(str(sweep), cwd=tmp_path, app="aerecon.report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    rows = list(csv.DictReader((sweep / "seeds.csv").open()))
+    for model, jobs in (("fc", ["0_fc", "1_fc"]), ("conv", ["2_conv", "3_conv"])):
+        snr = next(r for r in rows if r["model"] == model and r["metric"] == "SNR (dB)")
+        values = [json.loads((sweep / job / "results.json").read_text())["best"]["val/snr_db"] for job in jobs]
+        half = 12.706 * abs(values[0] - values[1]) / 2  # t(0.975, 1 degree of freedom) x standard error
+        assert snr["setting"] == f"experiment=tiny model={model}" and snr["seeds"] == "2"
+        assert float(snr["mean"]) == pytest.approx(sum(values) / 2, rel=1e-5)
+        assert float(snr["ci95_half_width"]) == pytest.approx(half, rel=1e-3)
+        assert any(r["model"] == model and r["metric"] == "test SNR (dB)" for r in rows)
+    assert "## Over seeds" in (sweep / "report.md").read_text()
 
 
 def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path, shared_dirs):
