@@ -40,7 +40,7 @@ class Autoencoder:
         self.latent_size = int(self.encode(torch.zeros(1, 1, self.segment_samples)).shape[-1])
 
     def __repr__(self) -> str:
-        return (f"Autoencoder({type(self.module).__name__}, sample_rate={self.sample_rate}, "
+        return (f"Autoencoder({type(self.module.net).__name__}, sample_rate={self.sample_rate}, "
                 f"segment_samples={self.segment_samples}, latent_size={self.latent_size}, device={self.device})")
 
     def _tensor(self, x, what: str, shape: tuple) -> torch.Tensor:
