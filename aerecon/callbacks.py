@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from aerecon.errors import ConfigError, NumericalError, Stopped
+from aerecon.errors import ConfigError, Stopped
 from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.internals import BestAndLastCheckpoint, state_key  # noqa: F401  (BestAndLastCheckpoint: conf/callbacks)
 from aerecon.stitch import Stitcher
@@ -172,11 +172,8 @@ class BestMetrics(L.Callback):
             return
         value = float(trainer.callback_metrics[self.monitor])
         if not math.isfinite(value):  # before the checkpoint callbacks (Lightning runs them last) save it as a best
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "")
-            raise NumericalError(
-                f"{self.monitor} became {value} at epoch {trainer.current_epoch}: the model's reconstructions are not "
-                f"finite. Try a lower learning rate (optimizer.lr) or gradient clipping (trainer.gradient_clip_val=1.0). "
-                + (f"The last good checkpoint is kept: {last}" if last else "No checkpoint had been saved yet."))
+            raise pl_module.divergence(f"{self.monitor} became {value} at epoch {trainer.current_epoch}: the model's "
+                                       f"reconstructions are not finite")
         previous = self.best.get(self.monitor)
         if previous is None or (value < previous if self.mode == "min" else value > previous):
             self.best_epoch = trainer.current_epoch

@@ -61,9 +61,7 @@ class Autoencoder:
     def decode(self, latent) -> torch.Tensor:
         """Codes [B, latent_size] -> waveform segments [B, 1, segment_samples]."""
         latent = self._tensor(latent, "latent", (None, self.latent_size))
-        weight = next(self.module.parameters(), None)
-        output = self.module.decode(latent if weight is None else latent.to(weight.dtype))
-        return self.module.representation.decode(output.float())
+        return self.module.representation.decode(self.module.decode(latent).float())
 
     @torch.no_grad()
     def reconstruct(self, wave, window: str = "notched", notches: int = 8, overlap: float = 0.5,

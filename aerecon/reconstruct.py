@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR
 from aerecon.audio import read_mono, resample, write_wav
+from aerecon.checks import EVALUATE, check as check_settings
 from aerecon.errors import ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.inference import load
 from aerecon.quiet import silence_third_party
@@ -34,8 +35,7 @@ def check(cfg: DictConfig) -> tuple[Path, Path]:
         raise ConfigError(f"output={target} exists; add overwrite=true to replace it, or name another file")
     if cfg.rate not in RATES:
         raise ConfigError(f"rate={cfg.rate}: use model (the model's sample rate) or input (the input file's)")
-    if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
-        raise ConfigError(f"batch_size={cfg.batch_size!r}: must be a whole number of segments, at least 1, e.g. batch_size=40")
+    check_settings(cfg, {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")})
     if not target.parent.is_dir():
         raise ConfigError(f"output={target}: the folder {target.parent} does not exist")
     return source, target

@@ -194,10 +194,13 @@ class AutoencoderModule(L.LightningModule):
             return None
         loss = self._loss(wave, "train")[0]
         if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
-            self._diverged(loss)
+            raise self.divergence(f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
+                                  f"step {self.global_step}")
         return loss
 
-    def _diverged(self, loss: torch.Tensor) -> None:
+    def divergence(self, event: str) -> NumericalError:
+        """The error for a loss that became NaN or Inf (`event` says which, and when): the remedies,
+        and the last good checkpoint."""
         trainer = attached_trainer(self)
         last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer else ""
         precision = str(trainer.precision) if trainer else "32-true"
@@ -206,9 +209,8 @@ class AutoencoderModule(L.LightningModule):
                     "gradient clipping (trainer.gradient_clip_val=1.0)"]
         if precision != "32-true":
             remedies.append(f"full precision (trainer.precision=32-true instead of {precision})")
-        raise NumericalError(
-            f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
-            f"Try {', '.join(remedies)}. "
+        return NumericalError(
+            f"{event}. Try {', '.join(remedies)}. "
             + (f"The last good checkpoint is kept: {last}" if last else "No checkpoint had been saved yet.")
         )
 
