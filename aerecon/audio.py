@@ -1,8 +1,10 @@
 """Decode any audio file to a mono float32 waveform at the requested sample rate; write WAVs."""
 
-import io
+import math
 import os
 import stat
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -96,66 +98,107 @@ def check_header(info) -> None:
                          f"(readable: up to {MAX_HOURS} hours)")
 
 
-def _decode_ffmpeg(f) -> tuple[np.ndarray, int]:
-    """The first audio track of any container FFmpeg reads, as float32 [frames, channels]."""
-    import av  # here: only files soundfile cannot read need FFmpeg
+BLOCK_FRAMES = 1 << 18  # frames decoded at a time
 
+
+@contextmanager
+def _reading(path: Path):
+    """Any failure while opening or decoding `path` as one AudioError naming it."""
     try:
-        with av.open(f, metadata_errors="ignore") as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise AudioError("has no audio track")
-            layout = stream.codec_context.layout
-            channels = len(layout.channels) if layout is not None else 0
-            seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-            check_header(SimpleNamespace(samplerate=stream.rate or 0, channels=channels,
-                                         frames=int(seconds * (stream.rate or 0))))
-            planar = av.AudioResampler(format="fltp")  # float, one row per channel, whatever the codec gives
-            chunks = [frame.to_ndarray() for packet in container.demux(stream) for decoded in packet.decode()
-                      for frame in planar.resample(decoded)]
-            chunks += [frame.to_ndarray() for frame in planar.resample(None)]
-            rate = stream.rate
-    except av.FFmpegError as error:
-        raise AudioError(f"cannot decode ({error.strerror or error})") from error
-    if not chunks:
-        return np.zeros((0, 1), dtype=np.float32), rate
-    return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), rate
-
-
-def read_mono(path: Path) -> tuple[np.ndarray, int]:
-    """(the file's channels averaged, float32, its own sample rate), decoded with soundfile or FFmpeg.
-
-    Raises AudioError (never a library exception) for anything that is not usable audio:
-    unreadable, undecodable, empty, NaN or Inf samples, or silent throughout.
-    """
-    path = Path(path)
-    if reason := broken_link(path):
-        raise AudioError(f"{path}: {reason}")
-    try:
-        with open(path, "rb") as f:  # opened here, so a permission problem is reported as one
-            if path.suffix.lower() in FFMPEG_EXTENSIONS:
-                data, source_rate = _decode_ffmpeg(f)
-            else:
-                check_header(sf.info(f))
-                f.seek(0)
-                data, source_rate = sf.read(f, dtype="float32", always_2d=True)
+        yield
     except AudioError as error:
         raise AudioError(f"{path}: {error}") from None
     except OSError as error:
         raise AudioError(f"{path}: cannot read ({error.strerror or error})") from error
-    except Exception as error:  # libsndfile raises several types for undecodable input
+    except Exception as error:  # libsndfile and FFmpeg raise several types for undecodable input
         raise AudioError(f"{path}: cannot decode ({getattr(error, 'error_string', None) or error})") from error
-    if data.size == 0:
+
+
+def _ffmpeg_frames(stack: ExitStack, f) -> tuple[int, Iterator[np.ndarray]]:
+    """(rate, float32 blocks [frames, channels]) of the first audio track of any container FFmpeg reads."""
+    import av  # here: only files soundfile cannot read need FFmpeg
+
+    try:
+        container = stack.enter_context(av.open(f, metadata_errors="ignore"))
+    except av.FFmpegError as error:
+        raise AudioError(f"cannot decode ({error.strerror or error})") from error
+    stream = next((s for s in container.streams if s.type == "audio"), None)
+    if stream is None:
+        raise AudioError("has no audio track")
+    layout = stream.codec_context.layout
+    channels = len(layout.channels) if layout is not None else 0
+    seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+    check_header(SimpleNamespace(samplerate=stream.rate or 0, channels=channels, frames=int(seconds * (stream.rate or 0))))
+
+    def frames():
+        planar = av.AudioResampler(format="fltp")  # float, one row per channel, whatever the codec gives
+        try:
+            for packet in container.demux(stream):
+                for decoded in packet.decode():
+                    for frame in planar.resample(decoded):
+                        yield frame.to_ndarray().T
+            for frame in planar.resample(None):
+                yield frame.to_ndarray().T
+        except av.FFmpegError as error:
+            raise AudioError(f"cannot decode ({error.strerror or error})") from error
+
+    return stream.rate, frames()
+
+
+def _checked(path: Path, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Mono float32 blocks, refusing NaN or Inf, absurd peaks, no samples and silence throughout."""
+    peak, count = 0.0, 0
+    while True:
+        with _reading(path):
+            data = next(frames, None)
+        if data is None:
+            break
+        if not len(data):
+            continue
+        mono = data.mean(axis=1, dtype=np.float32)
+        if not np.isfinite(mono).all():
+            raise AudioError(f"{path}: contains NaN or Inf samples")
+        peak = max(peak, float(np.abs(mono).max()))
+        if peak > ABSURD_PEAK:
+            raise AudioError(f"{path}: samples reach {peak:.3g}, over {ABSURD_PEAK:g} times full scale (a damaged float file?)")
+        count += len(mono)
+        yield np.ascontiguousarray(mono)
+    if count == 0:
         raise AudioError(f"{path}: contains no samples")
-    mono = data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(mono).all():
-        raise AudioError(f"{path}: contains NaN or Inf samples")
-    peak = float(np.abs(mono).max())
-    if peak > ABSURD_PEAK:
-        raise AudioError(f"{path}: samples reach {peak:.3g}, over {ABSURD_PEAK:g} times full scale (a damaged float file?)")
     if peak < SILENCE_PEAK:
         raise AudioError(f"{path}: silent (no sample above -90 dBFS)")
-    return mono, int(source_rate)
+
+
+@contextmanager
+def open_mono(path: Path, block_frames: int = BLOCK_FRAMES) -> Iterator[tuple[int, Iterator[np.ndarray]]]:
+    """(the file's sample rate, its channels averaged as float32 blocks), decoded with soundfile or
+    FFmpeg a block at a time, so a song of any length needs one block's memory.
+
+    Raises AudioError (never a library exception) for anything that is not usable audio:
+    unreadable, undecodable, empty, NaN or Inf samples, or silent throughout. The last two are
+    found only as the blocks are read.
+    """
+    path = Path(path)
+    if reason := broken_link(path):
+        raise AudioError(f"{path}: {reason}")
+    with ExitStack() as stack:
+        with _reading(path):
+            f = stack.enter_context(open(path, "rb"))  # opened here, so a permission problem is reported as one
+            if path.suffix.lower() in FFMPEG_EXTENSIONS:
+                rate, frames = _ffmpeg_frames(stack, f)
+            else:
+                check_header(sf.info(f))
+                f.seek(0)
+                sound = stack.enter_context(sf.SoundFile(f))
+                rate, frames = sound.samplerate, sound.blocks(block_frames, dtype="float32", always_2d=True)
+        yield int(rate), _checked(path, frames)
+
+
+def read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """(the file's channels averaged, float32, its own sample rate): all of `open_mono` at once."""
+    with open_mono(path) as (rate, blocks):
+        parts = list(blocks)
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), rate
 
 
 def resample(mono: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:
@@ -164,17 +207,70 @@ def resample(mono: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+class Resampler:
+    """`resample` for a signal that arrives in blocks: feed each block, then `flush()`; the pieces
+    put together equal resampling the whole signal at once (to float rounding).
+
+    torchaudio's sinc kernel reaches `width` input samples either side of each stride of
+    `orig` samples, so every block is resampled with that much context on both sides and only
+    the strides the context makes complete are kept; the context at the song's ends is the same
+    zeros the one-shot resample pads with.
+    """
+
+    def __init__(self, source_rate: int, sample_rate: int):
+        self.same = source_rate == sample_rate
+        self.source_rate, self.sample_rate = source_rate, sample_rate
+        gcd = math.gcd(source_rate, sample_rate)
+        self.orig, self.new = source_rate // gcd, sample_rate // gcd
+        width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))  # resample's default kernel
+        self.context = self.orig * math.ceil(width / self.orig)  # whole strides, so blocks start on one
+        self.pending = np.zeros(self.context, dtype=np.float32)  # the context before the next stride
+        self.length = self.done = 0  # samples fed; output samples given
+
+    def _strides(self, count: int) -> np.ndarray:
+        chunk = self.pending[: 2 * self.context + count * self.orig]
+        out = AF.resample(torch.from_numpy(chunk), self.source_rate, self.sample_rate).numpy()
+        first = self.context // self.orig * self.new
+        self.pending = self.pending[count * self.orig :]
+        return out[first : first + count * self.new]
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        if self.same:
+            return block
+        self.pending = np.concatenate([self.pending, block.astype(np.float32, copy=False)])
+        self.length += len(block)
+        count = (len(self.pending) - 2 * self.context) // self.orig
+        if count <= 0:
+            return np.zeros(0, dtype=np.float32)
+        out = self._strides(count)
+        self.done += len(out)
+        return out
+
+    def flush(self) -> np.ndarray:
+        """The rest of the output: the same length in all as `resample` gives for the whole signal."""
+        if self.same:
+            return np.zeros(0, dtype=np.float32)
+        rest = math.ceil(self.new * self.length / self.orig) - self.done
+        self.pending = np.concatenate([self.pending, np.zeros(self.context + self.orig, dtype=np.float32)])
+        out = self._strides((len(self.pending) - 2 * self.context) // self.orig)[:rest]
+        self.done += len(out)
+        return np.ascontiguousarray(out)
+
+
 def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     """The file's channels averaged and resampled to `sample_rate` with torchaudio (see read_mono)."""
     mono, source_rate = read_mono(path)
     return resample(mono, source_rate, sample_rate)
 
 
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """A float WAV (no clipping), written atomically."""
+def write_wav(path: Path, audio: np.ndarray | Iterable[np.ndarray], sample_rate: int) -> None:
+    """A mono float WAV (no clipping), written atomically: a whole waveform, or consecutive blocks
+    written as they come (nothing is left at `path` if they stop with an error)."""
+    blocks = [audio] if isinstance(audio, np.ndarray) else audio
+
     def write(f):
-        buffer = io.BytesIO()
-        sf.write(buffer, audio, sample_rate, format="WAV", subtype="FLOAT")
-        f.write(buffer.getvalue())
+        with sf.SoundFile(f, "w", sample_rate, channels=1, format="WAV", subtype="FLOAT") as sound:
+            for block in blocks:
+                sound.write(np.asarray(block, dtype=np.float32))
 
     atomic_write(path, write)

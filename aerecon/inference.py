@@ -5,8 +5,10 @@ waveforms, with no Trainer and no data module.
     latent = model.encode(segments)        # [B, 1, segment_samples] -> [B, latent_size]
     segments = model.decode(latent)        # [B, latent_size] -> [B, 1, segment_samples]
     song = model.reconstruct(waveform)     # any length at model.sample_rate, stitched as aerecon.evaluate does
+    for piece in model.reconstruct_stream(blocks): ...   # the same, a block at a time
 """
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,17 @@ class Autoencoder:
         wave = self._tensor(wave, "wave", (None,))
         stitcher = Stitcher(self.segment_samples, window, overlap, notches)
         return stitcher(self.module.reconstruct, wave, batch_size).cpu()
+
+    @torch.no_grad()
+    def reconstruct_stream(self, blocks: Iterable, window: str = "notched", notches: int = 8,
+                           overlap: float = 0.5, batch_size: int = 40) -> Iterator[torch.Tensor]:
+        """`reconstruct` for a song that arrives as consecutive 1-D blocks at `sample_rate` (a file
+        read a block at a time): yields the reconstruction as consecutive blocks, equal to
+        `reconstruct` on the whole song, holding about one batch of segments at a time."""
+        stitcher = Stitcher(self.segment_samples, window, overlap, notches)
+        wave = (self._tensor(block, "block", (None,)) for block in blocks)
+        for piece in stitcher.stream(self.module.reconstruct, wave, batch_size):
+            yield piece.cpu()
 
 
 def load(ckpt_path: str | Path, device: str | torch.device | None = None) -> Autoencoder:

@@ -8,8 +8,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR
-from aerecon.audio import read_mono, resample, write_wav
-from aerecon.checks import EVALUATE, check as check_settings
+from aerecon.audio import Resampler, open_mono, write_wav
+from aerecon.checks import EVALUATE, check as check_settings, positive
 from aerecon.errors import ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.inference import load
 from aerecon.quiet import silence_third_party
@@ -35,27 +35,41 @@ def check(cfg: DictConfig) -> tuple[Path, Path]:
         raise ConfigError(f"output={target} exists; add overwrite=true to replace it, or name another file")
     if cfg.rate not in RATES:
         raise ConfigError(f"rate={cfg.rate}: use model (the model's sample rate) or input (the input file's)")
-    check_settings(cfg, {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")})
+    check_settings(cfg, {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")}
+                   | {"block_seconds": (positive, "seconds above 0", "block_seconds=60")})
     if not target.parent.is_dir():
         raise ConfigError(f"output={target}: the folder {target.parent} does not exist")
     return source, target
 
 
 def reconstruct(cfg: DictConfig) -> Path:
+    """Decode, resample, reconstruct, resample back and write, a block at a time: memory does not
+    grow with the song's length."""
     source, target = check(cfg)
     model = load(cfg.ckpt_path, cfg.device)
-    mono, source_rate = read_mono(source)
-    wave = resample(mono, source_rate, model.sample_rate)
-    log.info("Reconstructing %s (%.1f s) with %s", source, len(wave) / model.sample_rate, model)
-    output = model.reconstruct(wave, batch_size=cfg.batch_size, **cfg.stitch).numpy()
-    rate = model.sample_rate
-    if cfg.rate == "input":
-        output, rate = resample(output, model.sample_rate, source_rate), source_rate
-    try:
-        write_wav(target, output, rate)
-    except OSError as error:  # a full, read-only or special file system: nothing half-written is left
-        raise DiskError(f"cannot write output={target} ({error.strerror or error}); nothing was written") from None
-    log.info("Wrote %s (%d Hz)", target, rate)
+    with open_mono(source, block_frames=max(1, round(cfg.block_seconds * model.sample_rate))) as (source_rate, blocks):
+        rate = source_rate if cfg.rate == "input" else model.sample_rate
+        to_model, to_output = Resampler(source_rate, model.sample_rate), Resampler(model.sample_rate, rate)
+        seconds = 0.0
+
+        def song():
+            nonlocal seconds
+            for block in blocks:
+                yield to_model(block)
+                seconds += len(block) / source_rate
+            yield to_model.flush()
+
+        def output():
+            for piece in model.reconstruct_stream(song(), batch_size=cfg.batch_size, **cfg.stitch):
+                yield to_output(piece.numpy())
+            yield to_output.flush()
+
+        log.info("Reconstructing %s with %s", source, model)
+        try:
+            write_wav(target, output(), rate)
+        except OSError as error:  # a full, read-only or special file system: nothing half-written is left
+            raise DiskError(f"cannot write output={target} ({error.strerror or error}); nothing was written") from None
+    log.info("Wrote %s (%.1f s at %d Hz)", target, seconds, rate)
     return target
 
 

@@ -19,7 +19,7 @@ last samples are covered like any other (no half-weighted edge).
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
@@ -64,18 +64,56 @@ class Stitcher:
     def __call__(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], song: torch.Tensor,
                  batch_size: int = 40) -> torch.Tensor:
         """Reconstruct a 1-D song; `reconstruct` maps waveforms [B, 1, segment] to the same."""
-        starts = self.starts(len(song))
-        padded_length = starts[-1] + self.segment + self.lead
-        padded = torch.nn.functional.pad(song.float(), (self.lead, padded_length - self.lead - len(song)))
-        segments = padded.unfold(0, self.segment, self.hop)  # [S, segment]
-        window = self.window.to(song.device)
-        total = torch.zeros(padded_length, dtype=torch.float64, device=song.device)
-        weight = torch.zeros_like(total)
-        for first in range(0, len(starts), batch_size):
-            outputs = reconstruct(segments[first : first + batch_size].unsqueeze(1)).squeeze(1).to(total)
-            for k, output in enumerate(outputs, start=first):
-                where = slice(k * self.hop, k * self.hop + self.segment)
-                total[where] += window * output
-                weight[where] += window
-        song_part = slice(self.lead, self.lead + len(song))
-        return (total[song_part] / weight[song_part]).float()
+        pieces = list(self.stream(reconstruct, [song], batch_size))
+        return torch.cat(pieces) if pieces else song.new_zeros(0)
+
+    @torch.no_grad()
+    def stream(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], blocks: Iterable[torch.Tensor],
+               batch_size: int = 40) -> Iterator[torch.Tensor]:
+        """As `__call__`, for a song that arrives as consecutive 1-D blocks: yields its reconstruction
+        as consecutive blocks, holding about one batch of segments, whatever the song's length.
+        The batches and the order of the sums are those of one call on the whole song, so the two
+        agree to the last bit."""
+        pending, total, weight, window = None, None, None, None
+        start = 0  # padded position of pending[0], total[0] and weight[0]; the song starts at `lead`
+        length = given = count = 0  # song samples received and given back; segments reconstructed
+
+        def run(segments: int):
+            nonlocal pending, total, weight, start, count, given
+            last = count + segments
+            for first in range(count, last, batch_size):
+                batch = range(first, min(first + batch_size, last))
+                inputs = torch.stack([pending[k * self.hop - start :][: self.segment] for k in batch]).unsqueeze(1)
+                outputs = reconstruct(inputs).squeeze(1).to(total)
+                grow = batch[-1] * self.hop + self.segment - start - len(total)
+                if grow > 0:
+                    total, weight = (torch.nn.functional.pad(t, (0, grow)) for t in (total, weight))
+                for k, output in zip(batch, outputs):
+                    where = slice(k * self.hop - start, k * self.hop - start + self.segment)
+                    total[where] += window * output
+                    weight[where] += window
+                count = batch[-1] + 1
+                # every position before the next segment's start has all its terms
+                done = min(count * self.hop, self.lead + length)
+                if done > self.lead + given:
+                    part = slice(self.lead + given - start, done - start)
+                    yield (total[part] / weight[part]).float()
+                    given = done - self.lead
+                drop = count * self.hop - start
+                pending, total, weight, start = pending[drop:], total[drop:], weight[drop:], start + drop
+
+        for block in blocks:
+            if pending is None:
+                pending = block.new_zeros(self.lead, dtype=torch.float32)
+                total = torch.zeros(0, dtype=torch.float64, device=block.device)
+                weight, window = torch.zeros_like(total), self.window.to(block.device)
+            pending = torch.cat([pending, block.float()])
+            length += len(block)
+            ready = (start + len(pending) - self.segment) // self.hop + 1 - count  # segments wholly received
+            yield from run(ready // batch_size * batch_size)
+        if pending is None:
+            return
+        starts = self.starts(length)
+        end = starts[-1] + self.segment + self.lead  # the padded song, silence after it included
+        pending = torch.nn.functional.pad(pending, (0, end - start - len(pending)))
+        yield from run(len(starts) - count)

@@ -13,8 +13,9 @@ import torch
 from omegaconf import OmegaConf
 
 import aerecon
-from aerecon.errors import ConfigError
-from aerecon.reconstruct import check
+from aerecon.audio import Resampler, resample
+from aerecon.errors import AudioError, ConfigError
+from aerecon.reconstruct import check, reconstruct
 from aerecon.stitch import Stitcher
 
 # One small checkpoint per model family, written by aerecon before the networks were separated from
@@ -64,6 +65,67 @@ def test_reconstruct_runs_a_long_song_one_batch_at_a_time():
     assert max(batches) == 16 and sum(batches) > 16 * 30  # a minute of segments, never more than 16 at once
 
 
+def pieces(signal, sizes):
+    """`signal` cut into consecutive blocks of the given sizes, repeated."""
+    blocks, at = [], 0
+    while at < len(signal):
+        size = sizes[len(blocks) % len(sizes)]
+        blocks.append(signal[at : at + size])
+        at += size
+    return blocks
+
+
+@pytest.mark.parametrize("rates", [(44100, 2000), (48000, 4410), (2000, 44100), (22050, 22050)])
+def test_resampling_in_blocks_equals_resampling_the_whole_signal(rates):
+    signal = np.random.default_rng(0).standard_normal(9000).astype(np.float32)
+    whole = resample(signal, *rates)
+    for sizes in ([len(signal)], [1, 7, 500], [4096]):
+        resampler = Resampler(*rates)
+        streamed = np.concatenate([resampler(block) for block in pieces(signal, sizes)] + [resampler.flush()])
+        assert len(streamed) == len(whole)
+        np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("window", ["notched", "crossfade"])
+def test_a_song_reconstructed_in_blocks_equals_the_whole_song_to_the_bit(window):
+    model = aerecon.load(FIXTURES / "conv.ckpt")
+    song = torch.randn(7 * 200 + 13, generator=torch.Generator().manual_seed(0)) * 0.3
+    whole = model.reconstruct(song, window=window, batch_size=5)
+    for sizes in ([1, 13, 401], [len(song)], [199]):
+        streamed = torch.cat(list(model.reconstruct_stream(pieces(song, sizes), window=window, batch_size=5)))
+        assert torch.equal(streamed, whole)
+
+
+def test_the_command_streams_the_file_and_writes_what_the_api_gives(tmp_path):
+    t = np.arange(int(2.3 * 8000)) / 8000
+    song = (0.4 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 0.7 * t)).astype(np.float32)
+    sf.write(tmp_path / "song.wav", song, 8000, subtype="FLOAT")
+    model = aerecon.load(FIXTURES / "conv.ckpt", "cpu")
+    expected = model.reconstruct(resample(song, 8000, 2000), batch_size=3).numpy()
+    cfg = OmegaConf.load(Path(aerecon.CONF_DIR) / "reconstruct.yaml")
+    cfg.merge_with({"ckpt_path": str(FIXTURES / "conv.ckpt"), "input": str(tmp_path / "song.wav"), "device": "cpu",
+                    "batch_size": 3, "block_seconds": 0.05})  # 100 blocks of 400 samples at 8 kHz
+    cfg.pop("hydra"), cfg.pop("defaults")
+    for rate, want in (("model", expected), ("input", resample(expected, 2000, 8000))):
+        cfg.output, cfg.rate = str(tmp_path / f"{rate}.wav"), rate
+        back, written_rate = sf.read(reconstruct(cfg), dtype="float32")
+        assert written_rate == (2000 if rate == "model" else 8000) and len(back) == len(want)
+        np.testing.assert_allclose(back, want, atol=2e-6)
+
+
+def test_a_fault_found_while_streaming_leaves_no_output(tmp_path):
+    song = np.full(8000, 0.2, dtype=np.float32)
+    song[6000] = np.nan  # found in the 15th block of 400 samples, after the output was begun
+    sf.write(tmp_path / "damaged.wav", song, 8000, subtype="FLOAT")
+    cfg = OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "damaged.wav"),
+                            "output": str(tmp_path / "out.wav"), "overwrite": False, "rate": "model", "device": "cpu",
+                            "batch_size": 2, "block_seconds": 0.05, "stitch": {"window": "notched", "notches": 8,
+                                                                                "overlap": 0.5}})
+    with pytest.raises(AudioError, match="damaged.wav: contains NaN or Inf samples"):
+        reconstruct(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.wav"]
+
+
 def test_wrong_shapes_and_paths_are_clear():
     model = aerecon.load(FIXTURES / "fc.ckpt")
     with pytest.raises(ValueError, match=r"wave must have shape \[B, 1, 200\], got \[3, 200\]"):
@@ -84,7 +146,7 @@ def test_reconstruct_command_writes_the_song_at_either_rate(tmp_path):
                              "input=song.flac", "output=back.wav", "rate=input"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Wrote back.wav (44100 Hz)" in result.stdout
+    assert "Wrote back.wav (3.5 s at 44100 Hz)" in result.stdout
     back, rate = sf.read(tmp_path / "back.wav")
     assert rate == 44100 and len(back) == len(t)
     mono = 0.5 * (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 90 * t))
@@ -110,7 +172,8 @@ def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
 
     def cfg(**changes):
         return OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(song), "output": str(tmp_path / "o.wav"),
-                                 "overwrite": False, "rate": "model", "batch_size": 40, **changes})
+                                 "overwrite": False, "rate": "model", "batch_size": 40, "block_seconds": 60,
+                                 **changes})
 
     faults = {
         "input=.*nope.wav: no such file": cfg(input=str(tmp_path / "nope.wav")),
@@ -120,6 +183,7 @@ def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
         "the folder .*missing does not exist": cfg(output=str(tmp_path / "missing" / "o.wav")),
         "rate=loud: use model .* or input": cfg(rate="loud"),
         "batch_size=0: must be a whole number": cfg(batch_size=0),
+        "block_seconds=0: must be seconds above 0": cfg(block_seconds=0),
         "input is not set": OmegaConf.create({"ckpt_path": "x", "input": "???", "output": "o.wav"}),
     }
     for message, config in faults.items():
