@@ -17,6 +17,11 @@ def segment_samples(sample_rate: float, seconds: float) -> int:
     return int(round(float(sample_rate) * float(seconds)))
 
 
+def is_url(root: str) -> bool:
+    """A data root in an object store (s3://, gs://, ... or LitData's local: stand-in), not a path."""
+    return "://" in str(root) or str(root).startswith("local:")
+
+
 def run_folder_of(ckpt_path) -> Path | None:
     """The run folder a checkpoint was saved in (`<run>/checkpoints/<name>.ckpt`, beside the run's
     `.hydra` record or its `tensorboard` logs), or None."""

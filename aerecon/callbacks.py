@@ -57,6 +57,13 @@ class ProgressBar(RichProgressBar):
         self._updated = now
         return True
 
+    def get_metrics(self, trainer: L.Trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = pl_module.latest_train_loss() if hasattr(pl_module, "latest_train_loss") else None
+        if loss is not None and trainer.training:  # read here, not logged every step (see AutoencoderModule._log_train)
+            metrics["train/loss"] = loss
+        return metrics
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._due(batch_idx, trainer.num_training_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

@@ -29,6 +29,7 @@ from aerecon.config import build
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.segments import SPLITS
+from aerecon.data.stream import read_info
 from aerecon import CONF_DIR
 from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
@@ -55,6 +56,8 @@ def data_config(cfg: DictConfig, saved: dict) -> dict:
         data["shuffle_seed"] = 0  # the group refers to the training seed; evaluation does not shuffle
         data = OmegaConf.to_container(OmegaConf.create({"data": data, "paths": cfg.paths}), resolve=True)["data"]
     else:
+        if stored["_target_"].endswith("StreamDataModule"):
+            stored = songs_of_stream(stored, cfg)
         data = {**stored, **{k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None}}
         if cfg.data.root is not None and data["_target_"].endswith("DemoDataModule"):
             # Any folder given on its own is the user's audio, not a place to render the demo into.
@@ -63,6 +66,16 @@ def data_config(cfg: DictConfig, saved: dict) -> dict:
     data.update({key: stored[key] for key in FIXED_BY_MODEL})
     data["report"] = str(Path(cfg.paths.run_dir) / "data_report.tsv")  # this evaluation's, not the training run's
     return data
+
+
+def songs_of_stream(stored: dict, cfg: DictConfig) -> dict:
+    """data=folder settings for the songs a data=stream corpus was prepared from (its aerecon.json
+    records their folder and split): whole songs to evaluate, in the same splits."""
+    info = read_info(stored["root"], stored.get("cache_dir"))
+    return {"_target_": f"{AudioDataModule.__module__}.{AudioDataModule.__name__}", "root": info["root"],
+            "cache_dir": cfg.data.cache_dir, "sample_rate": stored["sample_rate"],
+            "segment_seconds": stored["segment_seconds"], "batch_size": stored["batch_size"],
+            "split": info["split"], "split_seed": info["split_seed"], "num_workers": 0}
 
 
 def _overrides() -> list[str]:

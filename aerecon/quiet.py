@@ -30,6 +30,10 @@ def silence_third_party() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) for f in logger.filters):
             logger.addFilter(_DropMessages())
+    # LitData (data=stream) says at INFO how much disk its chunk cache may use, once per dataset;
+    # and its datasets shard themselves across loader workers, which Lightning cannot know.
+    logging.getLogger("litdata").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     # Lightning 2.6's pytree helper still builds torch's deprecated LeafSpec (fixed upstream, not ours to change).
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     # Every new run gets a folder of its own, so the only run that finds its checkpoints folder

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon import CONF_DIR, run_folder_of
+from aerecon import CONF_DIR, is_url, run_folder_of
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config, upgrade_state_dict
 from aerecon.checks import check_train
@@ -137,7 +137,7 @@ def stopped_outside_an_epoch(run_dir: Path) -> str:
 def train(cfg: DictConfig) -> dict:
     """Fit one run (and test its best checkpoint); returns the results, also saved as results.json."""
     check_train(cfg)
-    if cfg.data.get("root"):  # as an absolute path, so the checkpoint's config works from any folder
+    if cfg.data.get("root") and not is_url(cfg.data.root):  # absolute, so the checkpoint's config works anywhere
         with open_dict(cfg):
             cfg.data.root = str(Path(str(cfg.data.root)).expanduser().absolute())
     run_dir = run_folder_of(cfg.ckpt_path) or Path(cfg.paths.run_dir)

@@ -48,6 +48,22 @@ def test_interval_zero_updates_every_batch(make_cfg, updates):
     assert train == list(range(trainer.num_training_batches)) * 2
 
 
+def test_the_bar_shows_the_latest_training_loss_without_logging_it(make_cfg, monkeypatch):
+    shown = []
+    original = ProgressBar.get_metrics
+
+    def spy(self, trainer, pl_module):
+        metrics = original(self, trainer, pl_module)
+        if trainer.training:
+            shown.append((metrics.get("train/loss"), pl_module.latest_train_loss()))
+        return metrics
+
+    monkeypatch.setattr(ProgressBar, "get_metrics", spy)
+    trainer = fit(make_cfg, interval=0)
+    assert shown and all(bar == latest and latest > 0 for bar, latest in shown)
+    assert "train/loss" not in trainer.logged_metrics  # the TensorBoard curves are train/loss_step and _epoch
+
+
 def test_the_bar_is_dropped_when_progress_bars_are_off(make_cfg):
     run = assemble(make_cfg("trainer.enable_progress_bar=false"))  # Lightning refuses a bar it may not show
     assert run.trainer.progress_bar_callback is None

@@ -57,6 +57,7 @@ class AutoencoderModule(L.LightningModule):
         self.metrics = nn.ModuleDict({stage: waveform_metrics(stage) for stage in ("val", "test")})
         self._train_sums: dict[str, torch.Tensor] = {}  # see _log_train
         self._train_seen, self._train_epoch = 0, None
+        self._latest: dict[str, torch.Tensor] = {}  # see latest_train_loss
         self.example_input_array = torch.zeros(2, 1, net.input_length)
         if net.fits:  # fitted in one pass, not by gradients
             self.automatic_optimization = False
@@ -137,19 +138,28 @@ class AutoencoderModule(L.LightningModule):
         `log_every_n_steps` steps and as `train/<name>_epoch` (the batch-weighted mean) at the
         epoch's end, because each `self.log` call walks Lightning's result collection, a large share
         of a small model's CPU step (docs/results.md); the sums ride in checkpoints, so a run
-        resumed mid-epoch logs the same epoch means."""
+        resumed mid-epoch logs the same epoch means. The progress bar reads the latest loss itself
+        (`latest_train_loss`), when it redraws."""
         if self._train_epoch != self.current_epoch:  # a new epoch, or resumed from the end of the last one
             self._train_sums, self._train_seen, self._train_epoch = {}, 0, self.current_epoch
         for name, value in values.items():
-            self._train_sums[name] = self._train_sums.get(name, 0.0) + value.float() * batch_size
+            total = self._train_sums.get(name, 0.0)
+            if isinstance(total, torch.Tensor):
+                total.add_(value, alpha=batch_size)
+            else:  # the epoch's first batch, or a float sum from a checkpoint
+                self._train_sums[name] = value.float() * batch_size + total
         self._train_seen += batch_size
+        self._latest["loss"] = values["loss"]
         trainer = attached_trainer(self)
         every = trainer.log_every_n_steps if trainer is not None else 1
         if self.global_step % every == 0:
             self.log_dict({f"train/{k}_step": v for k, v in values.items()}, on_step=True, on_epoch=False,
                           batch_size=batch_size)
-            self.log("train/loss", values["loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False,
-                     batch_size=batch_size)
+
+    def latest_train_loss(self) -> float | None:
+        """The last training batch's loss (for the progress bar), or None before the first."""
+        loss = self._latest.get("loss")
+        return None if loss is None else float(loss)
 
     def on_train_epoch_end(self) -> None:
         if self.net.fits:

@@ -1,0 +1,176 @@
+"""data=stream: segments prepared once by `aerecon-prepare`, streamed with LitData from a folder, a
+shared file system or an object store (`s3://...`, or any URL LitData reads).
+
+The batches mean what data=folder's mean: the same segments of the same split, moved by the same
+jitter (drawn from (seed, epoch) by each segment's number in its split), in an order shuffled
+per epoch from the seed. LitData shards them across DDP ranks and loader workers, and its loader
+state rides in checkpoints, so a run resumes mid-epoch on the batches it would have seen.
+"""
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from litdata import StreamingDataLoader, StreamingDataset
+
+from aerecon import is_url, segment_samples
+from aerecon.data.loaders import worker_init
+from aerecon.data.segments import SPLITS
+from aerecon.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+INFO = "aerecon.json"  # written by aerecon.prepare
+
+
+def read_info(root: str, cache_dir: str | None) -> dict:
+    """The prepared corpus's aerecon.json, from a folder or through LitData's downloader."""
+    if not is_url(root):
+        path = Path(root).expanduser() / INFO
+        if not path.is_file():
+            raise DataError(f"data.root={root} is not a corpus prepared by aerecon-prepare (no {INFO}); prepare "
+                            f"it first: aerecon-prepare data.root=MUSIC output={root}")
+        return json.loads(path.read_text())
+    from litdata.streaming.downloader import get_downloader
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / INFO
+        try:
+            get_downloader(root, cache_dir or tmp, []).download_file(f"{root.rstrip('/')}/{INFO}", str(local))
+            return json.loads(local.read_text())
+        except Exception as error:  # every store's client raises its own types
+            raise DataError(f"data.root={root}: cannot read {INFO} there ({error}); is it a corpus prepared by "
+                            f"aerecon-prepare, and are the store's credentials set?") from error
+
+
+class SegmentStream(StreamingDataset):
+    """A split's stored segments as [1, n] waveforms, moved by the epoch's jitter (training)."""
+
+    def __init__(self, input_dir: str, segment_samples: int, size: int, jitter: float = 0.0, **kwargs):
+        super().__init__(input_dir, **kwargs)
+        self.segment_samples, self.size, self.jitter = segment_samples, size, jitter
+        self._shifts: tuple[int | None, np.ndarray | None] = (None, None)
+
+    def shift(self, index: int) -> int:
+        """How far segment `index` moves this epoch: data=folder's draw for the same (seed, epoch)."""
+        epoch = self.current_epoch - 1  # LitData counts epochs from 1, Lightning from 0
+        if self._shifts[0] != epoch:
+            draws = np.random.default_rng([self.seed, epoch]).uniform(-self.jitter, self.jitter, self.size)
+            self._shifts = (epoch, np.rint(draws * self.segment_samples).astype(np.int64))
+        return int(self._shifts[1][index])
+
+    def __getitem__(self, index) -> torch.Tensor:
+        item = super().__getitem__(index)
+        wave, at, n = item["wave"], int(item["at"]), self.segment_samples
+        if self.jitter:
+            at = int(np.clip(at + self.shift(int(item["index"])), 0, len(wave) - n))
+        return torch.from_numpy(np.array(wave[at : at + n], dtype=np.float32))[None]
+
+
+class StreamLoader(StreamingDataLoader):
+    """LitData's loader, whose restored position applies to the resumed epoch only.
+
+    LitData keeps `restore` set until an epoch's iterator runs to its end; Lightning stops taking
+    batches after the epoch's last one without running it out, so the next epoch would repeat the
+    resumed one's state. Here the flag is dropped when the epoch after the resumed one begins.
+    """
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._resumed_epoch_begun = False
+
+    def __iter__(self):
+        if self.restore and getattr(self, "_resumed_epoch_begun", False):
+            self.restore = False
+        if self.restore:
+            self._resumed_epoch_begun = True
+        yield from super().__iter__()
+
+
+class StreamDataModule(L.LightningDataModule):
+    def __init__(self, root: str | None, sample_rate: int = 4410, segment_seconds: float = 3.0,
+                 batch_size: int = 40, num_workers: int = 2, jitter: float = 0.0, shuffle_seed: int = 0,
+                 cache_dir: str | None = None, max_cache_gb: float | None = None):
+        super().__init__()
+        if root is None or not str(root):
+            raise ConfigError("data.root is not set: point it at a corpus prepared by aerecon-prepare, e.g. "
+                              "data=stream data.root=$HOME/music-prepared (or s3://bucket/music-prepared)")
+        if not 0.0 <= jitter <= 1.0:
+            raise ConfigError(f"data.jitter={jitter}: a fraction of a segment from 0 (the fixed grid) to 1, e.g. 0.5")
+        self.root = str(root) if is_url(str(root)) else str(Path(root).expanduser().absolute())
+        self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
+        self.segment_samples = segment_samples(sample_rate, segment_seconds)
+        self.segment_seconds, self.jitter, self.shuffle_seed = segment_seconds, jitter, shuffle_seed
+        self.cache_dir, self.max_cache_gb = cache_dir, max_cache_gb
+        self.info: dict | None = None
+        self.datasets: dict[str, SegmentStream | list] = {}
+
+    def prepare_data(self) -> None:
+        self._info()
+
+    def _info(self) -> dict:
+        """aerecon.json, checked against this run's settings."""
+        if self.info is None:
+            info = read_info(self.root, self.cache_dir)
+            if (info.get("sample_rate"), info.get("segment_samples")) != (self.sample_rate, self.segment_samples):
+                raise ConfigError(
+                    f"data.root={self.root} holds {info.get('segment_samples')}-sample segments at "
+                    f"{info.get('sample_rate')} Hz (prepared with data.sample_rate={info.get('sample_rate')} "
+                    f"data.segment_seconds={info.get('segment_seconds')}); this run asks for {self.segment_samples} "
+                    f"at {self.sample_rate} Hz: set the same, or prepare again")
+            if self.jitter > info["margin"] + 1e-9:
+                raise ConfigError(f"data.jitter={self.jitter}: the corpus at {self.root} keeps {info['margin']} of a "
+                                  f"segment either side (aerecon-prepare margin=); use data.jitter<={info['margin']}")
+            counts = {split: (c["songs"], c["segments"]) for split, c in info["splits"].items()}
+            log.info("Streaming %s: songs / segments per split: %s", self.root, counts)
+            for split in ("train", "val"):
+                if not info["splits"][split]["segments"]:
+                    raise DataError(f"The {split} split of {self.root} has no segments (songs / segments per split: "
+                                    f"{counts}); prepare it again with more songs or another data.split")
+            self.info = info
+        return self.info
+
+    def state_dict(self) -> dict:
+        return {"root": self.root, "splits": self._info()["splits"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("splits") not in (None, self._info()["splits"]):
+            log.warning("The corpus at %s changed since this checkpoint was saved (%s then, %s now): training goes on "
+                        "with the corpus there now", self.root, state["splits"], self._info()["splits"])
+
+    def _dataset(self, split: str) -> SegmentStream | list:
+        size = self._info()["splits"][split]["segments"]
+        if not size:
+            return []
+        root = f"{self.root.rstrip('/')}/{split}" if is_url(self.root) else str(Path(self.root) / split)
+        cache = None
+        if is_url(self.root):
+            cache = str(Path(self.cache_dir or tempfile.gettempdir()) / "aerecon-stream" / split)
+        train = split == "train"  # training drops a remainder only under DDP, so that ranks take equal steps
+        return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0,
+                             shuffle=train, drop_last=None if train else False, seed=self.shuffle_seed, cache_dir=cache,
+                             max_cache_size=f"{self.max_cache_gb}GB" if self.max_cache_gb else None)
+
+    def setup(self, stage: str | None = None) -> None:
+        # Built here, where DDP has started: LitData reads the ranks from torch.distributed.
+        if not self.datasets:
+            self.datasets = {split: self._dataset(split) for split in SPLITS}
+
+    def _loader(self, split: str) -> StreamLoader | list:
+        dataset = self.datasets[split]
+        if not isinstance(dataset, SegmentStream):
+            return []
+        return StreamLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                            pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init)
+
+    def train_dataloader(self):
+        return self._loader("train")
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")

@@ -1,0 +1,137 @@
+"""Prepare a folder of audio once for streaming: `aerecon-prepare data.root=DIR output=OUT`
+(also `python -m aerecon.prepare`; conf/prepare.yaml).
+
+Every usable file is decoded, mixed down and resampled once, in parallel (the waveform cache of
+data=folder, with its checks and its `data_report.tsv`), split by song as data=folder splits it,
+and each split's segments are written as LitData chunks with an index (`OUT/train`, `OUT/val`,
+`OUT/test`), in a seeded random order so that every chunk mixes many songs. Training segments
+keep `margin` of a segment of audio on either side, so data=stream can move them by up to that
+much (data.jitter), as data=folder does. `OUT/aerecon.json` says what the chunks hold.
+
+A split whose index is written is complete and is not redone; an interrupted split continues
+from LitData's checkpoint of the items already written.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from aerecon import CONF_DIR, is_url
+from aerecon.checks import check as check_settings, whole
+from aerecon.checks import TRAIN
+from aerecon.config import build
+from aerecon.data.segments import SPLITS
+from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
+from aerecon.files import atomic_write
+from aerecon.quiet import silence_third_party
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # of aerecon.json and the items
+INFO = "aerecon.json"
+INDEX = "index.json"  # LitData's, written last: a split with one is complete
+
+
+def segment_item(spec: tuple[str, int, int, int, int]) -> dict:
+    """One stored item: a segment's audio with its margins (`wave`), where the segment starts in it
+    (`at`) and the segment's number in its split (`index`, which data=stream's jitter is drawn by)."""
+    file, index, start, stop, at = spec
+    wave = np.load(file, mmap_mode="r")[start:stop]
+    return {"index": index, "at": at, "wave": np.ascontiguousarray(wave, dtype=np.float32)}
+
+
+def segment_specs(dataset, margin: int) -> list[tuple[str, int, int, int, int]]:
+    """(cache file, segment number, first and last sample stored, where the segment starts) of
+    every segment of a data=folder split, with up to `margin` samples either side."""
+    specs = []
+    n = dataset.segment_samples
+    for index, (s, grid) in enumerate(dataset.index):
+        song = dataset.songs[s]
+        start, stop = max(0, grid - margin), min(song.num_samples, grid + n + margin)
+        specs.append((str(song.file), index, start, stop, grid - start))
+    return specs
+
+
+def check(cfg: DictConfig) -> Path:
+    if OmegaConf.is_missing(cfg, "output") or not cfg.output:
+        raise ConfigError("output is not set: aerecon-prepare data.root=MUSIC output=PREPARED")
+    if is_url(cfg.output):
+        raise ConfigError(f"output={cfg.output}: aerecon-prepare writes to a folder (a local disk or a shared file "
+                          f"system); copy it to an object store afterwards, e.g. aws s3 sync, and train with "
+                          f"data=stream data.root=s3://...")
+    if not 0 <= cfg.margin <= 1 or isinstance(cfg.margin, bool):
+        raise ConfigError(f"margin={cfg.margin}: a fraction of a segment from 0 to 1, e.g. 0.5 "
+                          f"(data=stream then allows data.jitter up to it)")
+    check_settings(cfg, {key: TRAIN[key] for key in ("data.sample_rate", "data.segment_seconds", "data.split_seed",
+                                                     "data.decode_workers")}
+                   | {"chunk_megabytes": (whole(1), "a whole number of megabytes, at least 1", "chunk_megabytes=64")})
+    output = Path(str(cfg.output)).expanduser().absolute()
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output={output} is a file; name a folder")
+    info = output / INFO
+    if info.is_file():
+        saved = json.loads(info.read_text())
+        wanted = settings(cfg)
+        differ = [f"{k}: {saved.get(k)} there, {v} now" for k, v in wanted.items() if saved.get(k) != v]
+        if differ:
+            raise ConfigError(f"output={output} holds a corpus prepared with other settings ({'; '.join(differ)}); "
+                              f"name a new folder")
+    return output
+
+
+def settings(cfg: DictConfig) -> dict:
+    """What the prepared chunks depend on (a rerun into the same folder must match)."""
+    data = cfg.data
+    return {"format": FORMAT, "root": str(Path(str(data.root)).expanduser().absolute()),
+            "sample_rate": data.sample_rate, "segment_seconds": data.segment_seconds,
+            "split": OmegaConf.to_container(data.split) if OmegaConf.is_config(data.split) else data.split,
+            "split_seed": data.split_seed, "margin": cfg.margin}
+
+
+def prepare(cfg: DictConfig) -> Path:
+    from litdata import optimize  # here: the rest of aerecon does not need it
+
+    output = check(cfg)
+    output.mkdir(parents=True, exist_ok=True)
+    datamodule = build(cfg.data, jitter=0.0)
+    datamodule.prepare_data()  # scans, decodes in parallel into the cache, writes data_report.tsv
+    datamodule.setup("fit")
+    margin = round(cfg.margin * datamodule.segment_samples)
+    counts = {}
+    for split in SPLITS:
+        dataset, target = datamodule.datasets[split], output / split
+        specs = segment_specs(dataset, margin if split == "train" else 0)
+        counts[split] = {"songs": len(dataset.songs), "segments": len(specs)}
+        if (target / INDEX).is_file():
+            log.info("%s: complete already (%d segments)", target, len(specs))
+            continue
+        if not specs:
+            log.warning("The %s split has no segments: nothing written for it", split)
+            continue
+        order = np.random.default_rng(cfg.data.split_seed).permutation(len(specs))  # chunks mix songs
+        log.info("Writing %d %s segments of %d songs to %s", len(specs), split, len(dataset.songs), target)
+        optimize(fn=segment_item, inputs=[specs[i] for i in order], output_dir=str(target),
+                 chunk_bytes=cfg.chunk_megabytes * 2**20, num_workers=datamodule.cache.workers,
+                 use_checkpoint=True, mode=None, start_method="fork")
+        if not (target / INDEX).is_file():
+            raise DataError(f"{target}: the chunks were not completed; run the same command again to finish them")
+    info = settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
+                            "splits": counts}
+    atomic_write(output / INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
+    log.info("Prepared %s: %s. Train on it with: aerecon-train data=stream data.root=%s", output,
+             ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()), output)
+    return output
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    silence_third_party()
+    with exit_on_user_error(), sigterm_stops(lambda: "while preparing; run the same command again to finish"):
+        prepare(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""data=stream: a corpus prepared once (aerecon-prepare) and streamed with LitData holds the same
+segments as data=folder, shuffles per epoch from the seed, and resumes exactly."""
+
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf, open_dict
+
+from conftest import CONF, run_cli
+from test_train import assert_same_run, scalars
+from aerecon.data.datamodule import AudioDataModule
+from aerecon.data.stream import StreamDataModule
+from aerecon.errors import ConfigError, DataError, Stopped
+from aerecon.prepare import prepare
+from aerecon.train import train
+
+RATE, SECONDS = 2000, 0.5  # tests/conf/experiment/tiny.yaml's segments: 1000 samples
+SPLIT = {"train": 6, "val": 2, "test": 1}  # with split_seed 1: 11, 3 and 2 of the 16 songs
+
+
+def compose_prepare(root: Path, output: Path, cache: Path, *overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("prepare", overrides=[f"data.root={root}", f"output={output}", f"paths.cache_dir={cache}",
+                                            f"data.sample_rate={RATE}", f"data.segment_seconds={SECONDS}",
+                                            "data.split={train: 6, val: 2, test: 1}", "data.split_seed=1", "data.decode_workers=2", *overrides])
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    """Sixteen songs of 2 to 4 s (and a file that is not audio), prepared once."""
+    base = tmp_path_factory.mktemp("stream")
+    music = base / "music"
+    (music / "album").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        t = np.arange(int(8000 * (2 + i % 3) + 137 * i)) / 8000
+        tone = 0.3 * np.sin(2 * np.pi * (110 + 30 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+        sf.write(music / "album" / f"song{i:02d}.flac", (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32),
+                 8000)
+    (music / "cover.jpg").write_bytes(b"not audio")
+    paths = {"music": music, "prepared": base / "prepared", "cache": base / "cache"}
+    prepare(compose_prepare(music, paths["prepared"], paths["cache"]))
+    return paths
+
+
+def folder_module(corpus, jitter: float, seed: int) -> AudioDataModule:
+    module = AudioDataModule(root=str(corpus["music"]), cache_dir=str(corpus["cache"]), sample_rate=RATE,
+                             segment_seconds=SECONDS, batch_size=4, split=SPLIT, split_seed=1, shuffle_seed=seed,
+                             jitter=jitter)
+    module.setup("fit")
+    return module
+
+
+def stream_module(root, jitter: float, seed: int, **options) -> StreamDataModule:
+    module = StreamDataModule(root=str(root), sample_rate=RATE, segment_seconds=SECONDS, batch_size=4, num_workers=0,
+                              jitter=jitter, shuffle_seed=seed, **options)
+    module.prepare_data()
+    module.setup("fit")
+    return module
+
+
+def rows(batches) -> Counter:
+    return Counter(bytes(row.numpy().tobytes()) for batch in batches for row in batch)
+
+
+def test_prepare_writes_every_split_with_its_index_and_the_report(corpus):
+    prepared = corpus["prepared"]
+    info = json.loads((prepared / "aerecon.json").read_text())
+    folder = folder_module(corpus, jitter=0.0, seed=0)
+    for split in ("train", "val", "test"):
+        assert (prepared / split / "index.json").is_file()
+        assert info["splits"][split] == {"songs": len(folder.songs[split]), "segments": len(folder.datasets[split])}
+    assert info["segment_samples"] == 1000 and info["margin_samples"] == 500
+    report = (prepared / "data_report.tsv").read_text()
+    assert report.count("\nused\t") == 16 and "cover.jpg\tnot an audio file" in report
+
+
+def test_streamed_batches_hold_the_folder_segments_moved_by_the_same_jitter(corpus):
+    folder = folder_module(corpus, jitter=0.5, seed=7)
+    stream = stream_module(corpus["prepared"], jitter=0.5, seed=7)
+    loader = stream.train_dataloader()
+    epochs = [[batch.clone() for batch in loader] for _ in range(2)]
+    train = folder.datasets["train"]
+    for epoch, batches in enumerate(epochs):
+        assert all(b.shape[1:] == (1, 1000) for b in batches)
+        expected = rows([train.__getitems__([(i, epoch) for i in range(len(train))])])
+        assert rows(batches) == expected  # every segment once, where data=folder's jitter puts it that epoch
+    assert rows(epochs[0]) != rows(epochs[1])  # the jitter moves with the epoch
+    assert not torch.equal(epochs[0][0], epochs[1][0])  # and so does the order
+    again = stream_module(corpus["prepared"], jitter=0.5, seed=7).train_dataloader()
+    assert all(torch.equal(a, b) for a, b in zip(epochs[0], list(again)))  # the order is the seed's
+    val = folder.datasets["val"]
+    assert rows(stream.val_dataloader()) == rows([val.__getitems__(list(range(len(val))))])  # the grid, once each
+
+
+def stream_cfg(make_cfg, root, *overrides: str, workers: int = 0):
+    cfg = make_cfg("model=fc", "optimizer.lr=3e-3", "trainer.max_epochs=3", "test=false",
+                   "callbacks.reconstruction_preview=null", *overrides)
+    with open_dict(cfg):
+        cfg.data = OmegaConf.create({"_target_": "aerecon.data.stream.StreamDataModule", "root": str(root),
+                                     "sample_rate": RATE, "segment_seconds": SECONDS, "batch_size": 4,
+                                     "num_workers": workers, "shuffle_seed": cfg.seed, "jitter": 0.5,
+                                     "cache_dir": str(Path(cfg.paths.root_dir) / "stream-cache"), "max_cache_gb": None})
+    return cfg
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_streamed_run_stopped_mid_epoch_resumes_exactly(make_cfg, corpus, tmp_path, workers):
+    straight = stream_cfg(make_cfg, corpus["prepared"], workers=workers)
+    straight.paths.run_dir = str(tmp_path / "straight")
+    train(straight)
+
+    stopped = stream_cfg(make_cfg, corpus["prepared"], "+callbacks.fault._target_=faults.SignalAt",
+                         "+callbacks.fault.epoch=1", "+callbacks.fault.batch=2", workers=workers)
+    stopped.paths.run_dir = str(tmp_path / "stopped")
+    with pytest.raises(Stopped) as info:
+        train(stopped)
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    last = tmp_path / "stopped/checkpoints/last.ckpt"
+    train(stream_cfg(make_cfg, corpus["prepared"], f"ckpt_path={last}", workers=workers))
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)  # the epoch after the resumed one too
+
+
+def test_an_object_store_url_streams_through_the_chunk_cache(make_cfg, corpus, tmp_path):
+    # LitData's `local:` scheme takes the remote path (download into the cache, eviction) from a folder
+    plain = stream_cfg(make_cfg, corpus["prepared"], "trainer.max_epochs=1")
+    plain.paths.run_dir = str(tmp_path / "plain")
+    train(plain)
+    remote = stream_cfg(make_cfg, f"local:{corpus['prepared']}", "trainer.max_epochs=1")
+    remote.paths.run_dir = str(tmp_path / "remote")
+    train(remote)
+    assert scalars(tmp_path / "plain/tensorboard", "val/loss") == scalars(tmp_path / "remote/tensorboard", "val/loss")
+    assert list((tmp_path / "stream-cache").rglob("chunk-*.bin"))  # streamed into the cache, not read in place
+
+    # whole-song evaluation goes back to the songs the corpus was prepared from, in the same split
+    ckpt = json.loads((tmp_path / "plain/results.json").read_text())["best_checkpoint"]
+    evaluated = run_cli(f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", "max_media_songs=0",
+                        cwd=tmp_path, shared={"cache_dir": corpus["cache"]}, app="aerecon.evaluate")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    songs = json.loads((tmp_path / "eval/metrics.json").read_text())["songs"]
+    assert sorted(songs) == sorted(song.name for song in folder_module(corpus, 0.0, 0).songs["test"])
+
+
+def test_a_rerun_finishes_an_incomplete_split_and_keeps_the_complete_ones(corpus, tmp_path):
+    prepared = tmp_path / "prepared"
+    cfg = compose_prepare(corpus["music"], prepared, corpus["cache"])
+    prepare(cfg)
+    kept = {p: p.stat().st_mtime_ns for p in (prepared / "val").iterdir()}
+    index = json.loads((prepared / "train" / "index.json").read_text())
+    (prepared / "train" / "index.json").unlink()  # as an interrupted prepare leaves it: no index yet
+    prepare(cfg)
+    assert json.loads((prepared / "train" / "index.json").read_text())["chunks"] == index["chunks"]
+    assert {p: p.stat().st_mtime_ns for p in (prepared / "val").iterdir()} == kept
+
+
+def test_bad_settings_are_one_clear_error(corpus, tmp_path):
+    with pytest.raises(DataError, match="not a corpus prepared by aerecon-prepare"):
+        stream_module(corpus["music"], jitter=0.0, seed=0)
+    with pytest.raises(ConfigError, match="holds 1000-sample segments at 2000 Hz"):
+        StreamDataModule(root=str(corpus["prepared"]), sample_rate=RATE, segment_seconds=1.0).prepare_data()
+    with pytest.raises(ConfigError, match=r"data.jitter=0.8: .* use data.jitter<=0.5"):
+        stream_module(corpus["prepared"], jitter=0.8, seed=0)
+    with pytest.raises(DataError, match="cannot read aerecon.json"):
+        stream_module(f"local:{tmp_path / 'nothing'}", jitter=0.0, seed=0, cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ConfigError, match="writes to a folder"):
+        prepare(compose_prepare(corpus["music"], "s3://bucket/prepared", corpus["cache"]))
+    with pytest.raises(ConfigError, match=r"prepared with other settings \(margin: 0.5 there, 0.25 now\)"):
+        prepare(compose_prepare(corpus["music"], corpus["prepared"], corpus["cache"], "margin=0.25"))
+    with pytest.raises(ConfigError, match="margin=2"):
+        prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=2"))
