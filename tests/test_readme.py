@@ -26,6 +26,8 @@ TINY_TRAIN = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_s
               "data.split={train:1,val:1,test:1}", "model.net.latent=8", "trainer.max_epochs=1",
               "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
               "callbacks.reconstruction_preview=null"]
+TINY_STREAM = [o for o in TINY_TRAIN if not o.startswith("data.split=")]  # the split was made when preparing
+TINY_PREPARE = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.split={train:1,val:1,test:1}"]
 TINY_DEMO = ["data.num_songs=12", "data.song_seconds=4.0", "data.render_rate=8000", "data.split={train:2,val:1,test:1}",
              "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
              "callbacks.model_summary=null", "callbacks.reconstruction_preview=null"]
@@ -119,7 +121,10 @@ def test_every_readme_command_runs_as_written(user):
             assert recipe, f"`{command}` runs nothing"
         else:
             if line.startswith("python -m aerecon.train"):
-                line += " " + " ".join(shlex.quote(o) for o in TINY_TRAIN)
+                tiny = TINY_STREAM if "data=stream" in line else TINY_TRAIN
+                line += " " + " ".join(shlex.quote(o) for o in tiny)
+            if line.startswith("python -m aerecon.prepare"):
+                line += " " + " ".join(shlex.quote(o) for o in TINY_PREPARE)
             recipe = [line]
         for step in recipe:
             if "tensorboard " in step or "jupyter lab" in step:

@@ -2,7 +2,10 @@
 segments as data=folder, shuffles per epoch from the seed, and resumes exactly."""
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -179,3 +182,48 @@ def test_bad_settings_are_one_clear_error(corpus, tmp_path):
         prepare(compose_prepare(corpus["music"], corpus["prepared"], corpus["cache"], "margin=0.25"))
     with pytest.raises(ConfigError, match="margin=2"):
         prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=2"))
+
+
+def test_ranks_stream_disjoint_shards_and_validation_scores_every_segment_once(corpus, monkeypatch):
+    folder = folder_module(corpus, jitter=0.0, seed=0)
+    shards = {"train": [], "val": []}
+    for rank in (0, 1):  # as LitData finds them under DDP (torch.distributed's rank and world size)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("GLOBAL_RANK", str(rank))
+        stream = stream_module(corpus["prepared"], jitter=0.0, seed=3)
+        for split in shards:
+            shards[split].append(list(getattr(stream, f"{split}_dataloader")()))
+    train = [rows(batches) for batches in shards["train"]]
+    assert len(shards["train"][0]) == len(shards["train"][1])  # the same number of steps on both ranks
+    assert not set(train[0]) & set(train[1])  # disjoint
+    everything = rows([folder.datasets["train"].__getitems__(list(range(len(folder.datasets["train"]))))])
+    assert train[0] + train[1] <= everything and sum((train[0] + train[1]).values()) >= sum(everything.values()) - 8
+    val = folder.datasets["val"]
+    assert shards_rows(shards["val"]) == rows([val.__getitems__(list(range(len(val))))])  # each once, none twice
+
+
+def shards_rows(shards) -> Counter:
+    return sum((rows(batches) for batches in shards), Counter())
+
+
+def test_ddp_on_a_stream_stopped_mid_epoch_resumes_exactly(corpus, tmp_path):
+    common = ["data=stream", f"data.root={corpus['prepared']}", f"data.sample_rate={RATE}",
+              f"data.segment_seconds={SECONDS}", "data.batch_size=4", "data.num_workers=0", "data.jitter=0.5",
+              f"data.cache_dir={tmp_path / 'cache'}", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+              "model=fc", "model.net.latent=8", "optimizer.lr=3e-3", "trainer.max_epochs=3", "test=false",
+              "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "callbacks.model_summary=null",
+              "callbacks.reconstruction_preview=null", "budget_gb=null"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+
+    def run(name: str, *extra: str, code: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "aerecon.train", *common, *extra, f"hydra.run.dir={tmp_path / name}"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == code, done.stderr[-3000:]
+        return done
+
+    run("straight")
+    stopped = run("stopped", "+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1",
+                  "+callbacks.fault.batch=1", "+callbacks.fault.rank=1", code=128 + signal.SIGTERM)
+    assert "SIGTERM at epoch 1, batch 2" in stopped.stderr + stopped.stdout  # every rank stopped there
+    run("stopped", f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)
