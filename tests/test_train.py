@@ -354,6 +354,14 @@ def test_resuming_a_run_that_early_stopping_ended_says_so_and_trains_nothing(mak
     assert again["best"] == first["best"] and last.stat().st_mtime_ns == before
 
 
+def test_a_run_that_max_steps_ends_mid_epoch_ends_cleanly(make_cfg):
+    # no validation has run when the steps run out: early stopping has nothing to check, and must not fail
+    results = train(make_cfg("model=fc", "+trainer.max_steps=2", "test=false"))
+    assert not results["interrupted"]
+    last = torch.load(Path(results["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2 and last["epoch"] == 0
+
+
 def test_a_nan_validation_loss_stops_the_run_before_it_is_saved_as_the_best(make_cfg, monkeypatch):
     import aerecon.losses
     from aerecon.models import AutoencoderModule
