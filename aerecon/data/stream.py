@@ -67,7 +67,7 @@ class SegmentStream(StreamingDataset):
         wave, at, n = item["wave"], int(item["at"]), self.segment_samples
         if self.jitter:
             at = int(np.clip(at + self.shift(int(item["index"])), 0, len(wave) - n))
-        return torch.from_numpy(np.array(wave[at : at + n], dtype=np.float32))[None]
+        return torch.from_numpy(wave[at : at + n])[None]  # the item is LitData's own copy: a view of it will do
 
 
 class StreamLoader(StreamingDataLoader):
@@ -152,6 +152,7 @@ class StreamDataModule(L.LightningDataModule):
         train = split == "train"  # training drops a remainder only under DDP, so that ranks take equal steps
         return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0,
                              shuffle=train, drop_last=None if train else False, seed=self.shuffle_seed, cache_dir=cache,
+                             batch_decode=False,  # LitData's "auto" decoded a window of these for every item
                              max_cache_size=f"{self.max_cache_gb}GB" if self.max_cache_gb else None)
 
     def setup(self, stage: str | None = None) -> None:
