@@ -14,6 +14,8 @@ from LitData's checkpoint of the items already written.
 
 import json
 import logging
+import shlex
+import time
 from pathlib import Path
 
 import hydra
@@ -113,16 +115,22 @@ def prepare(cfg: DictConfig) -> Path:
             continue
         order = np.random.default_rng(cfg.data.split_seed).permutation(len(specs))  # chunks mix songs
         log.info("Writing %d %s segments of %d songs to %s", len(specs), split, len(dataset.songs), target)
+        started = time.perf_counter()
         optimize(fn=segment_item, inputs=[specs[i] for i in order], output_dir=str(target),
                  chunk_bytes=cfg.chunk_megabytes * 2**20, num_workers=datamodule.cache.workers,
-                 use_checkpoint=True, mode=None, start_method="fork")
+                 use_checkpoint=True, mode=None, start_method="fork", verbose=False)
         if not (target / INDEX).is_file():
             raise DataError(f"{target}: the chunks were not completed; run the same command again to finish them")
+        log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
     info = settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
                             "splits": counts}
     atomic_write(output / INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
-    log.info("Prepared %s: %s. Train on it with: aerecon-train data=stream data.root=%s", output,
-             ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()), output)
+    command = ["aerecon-train", "data=stream", f"data.root={output}"]
+    if (cfg.data.sample_rate, cfg.data.segment_seconds) != (4410, 3.0):  # conf/data/stream.yaml's
+        command += [f"data.sample_rate={cfg.data.sample_rate}", f"data.segment_seconds={cfg.data.segment_seconds}"]
+    log.info("Prepared %s: %s. Train on it with: %s", output,
+             ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()),
+             shlex.join(command))
     return output
 
 
