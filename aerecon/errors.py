@@ -104,7 +104,8 @@ class Forwarding:
 
 @contextmanager
 def sigterm_stops(message: Callable[[], str]):
-    """Within: SIGTERM raises Stopped(message()) like Ctrl+C raises KeyboardInterrupt, so every
+    """Within: SIGTERM raises Stopped(message()) like Ctrl+C raises KeyboardInterrupt (which becomes
+    Stopped too, with the same message), so every
     `finally` runs (worker processes are terminated, temporary files removed) and the entry point
     exits 143 with the message. Yields a Forwarding: the processes of the launchers added to it
     (DDP ranks this process started) get the signal too, so none is left waiting for this one."""
@@ -120,5 +121,7 @@ def sigterm_stops(message: Callable[[], str]):
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield forwarding
+    except KeyboardInterrupt:  # Ctrl+C: the same message, with its own signal
+        raise Stopped(f"SIGINT {message()}", signal.SIGINT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

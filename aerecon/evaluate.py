@@ -34,6 +34,7 @@ from aerecon import CONF_DIR
 from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
 from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.files import atomic_write
+from aerecon.inference import pick_device
 from aerecon.metrics import SeamExcess, song_metrics
 from aerecon.quiet import silence_third_party
 from aerecon.stitch import Stitcher
@@ -72,6 +73,9 @@ def songs_of_stream(stored: dict, cfg: DictConfig) -> dict:
     """data=folder settings for the songs a data=stream corpus was prepared from (its aerecon.json
     records their folder and split): whole songs to evaluate, in the same splits."""
     info = read_info(stored["root"], stored.get("cache_dir"))
+    if cfg.data.root is None and not Path(info["root"]).is_dir():
+        raise ConfigError(f"the songs the corpus at {stored['root']} was prepared from were at {info['root']}, which "
+                          f"is not a folder now; name where they are: data.root=DIR")
     return {"_target_": f"{AudioDataModule.__module__}.{AudioDataModule.__name__}", "root": info["root"],
             "cache_dir": cfg.data.cache_dir, "sample_rate": stored["sample_rate"],
             "segment_seconds": stored["segment_seconds"], "batch_size": stored["batch_size"],
@@ -156,18 +160,6 @@ def write_media(folder: Path, name: str, original, reconstruction, butted, sampl
         _write_figure(folder / "seam.png", seam_figure(original, reconstruction, butted, sample_rate, segment, title=name))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"device={name}: {error}; use auto, cpu or cuda") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: no CUDA device here; use device=cpu")
-    return device
-
-
 def evaluate(cfg: DictConfig) -> dict:
     check_evaluate(cfg)
     with sigterm_stops(lambda: "while evaluating; every file written so far is complete. Run the same command again"):
@@ -179,7 +171,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     if (out / "metrics.json").exists() or (out / "songs").exists():
         raise ConfigError(f"{out} already holds an evaluation (metrics.json, songs/); leave hydra.run.dir out for a "
                           f"new folder, or name an empty one")
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     model, saved = load_model(cfg.ckpt_path, device)
     datamodule = build(data_config(cfg, saved))
     songs = select_songs(datamodule, cfg.split)

@@ -16,6 +16,7 @@ import torch
 
 from aerecon import segment_samples
 from aerecon.checkpoint import load_model
+from aerecon.errors import ConfigError
 from aerecon.stitch import Stitcher
 
 
@@ -23,7 +24,14 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     """None or "auto": the GPU when this torch build can use one, else the CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"device={device}: {error}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: this torch sees no GPU here (make doctor says why); use device=cpu "
+                          f"or device=auto")
+    return device
 
 
 class Autoencoder:

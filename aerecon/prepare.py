@@ -8,13 +8,19 @@ and each split's segments are written as LitData chunks with an index (`OUT/trai
 keep `margin` of a segment of audio on either side, so data=stream can move them by up to that
 much (data.jitter), as data=folder does. `OUT/aerecon.json` says what the chunks hold.
 
-A split whose index is written is complete and is not redone; an interrupted split continues
-from LitData's checkpoint of the items already written.
+A split whose index is written, for the same songs, is complete and is not redone; an
+interrupted split continues from LitData's checkpoint of the chunks already written; a split
+whose songs changed (added, removed or edited files) is written again.
 """
 
+import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import shlex
+import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -37,7 +43,7 @@ INFO = "aerecon.json"
 INDEX = "index.json"  # LitData's, written last: a split with one is complete
 
 
-def segment_item(spec: tuple[str, int, int, int, int]) -> dict:
+def segment_item(spec: list) -> dict:
     """One stored item: a segment's audio with its margins (`wave`), where the segment starts in it
     (`at`) and the segment's number in its split (`index`, which data=stream's jitter is drawn by)."""
     file, index, start, stop, at = spec
@@ -45,7 +51,7 @@ def segment_item(spec: tuple[str, int, int, int, int]) -> dict:
     return {"index": index, "at": at, "wave": np.ascontiguousarray(wave, dtype=np.float32)}
 
 
-def segment_specs(dataset, margin: int) -> list[tuple[str, int, int, int, int]]:
+def segment_specs(dataset, margin: int) -> list[list]:
     """(cache file, segment number, first and last sample stored, where the segment starts) of
     every segment of a data=folder split, with up to `margin` samples either side."""
     specs = []
@@ -53,7 +59,7 @@ def segment_specs(dataset, margin: int) -> list[tuple[str, int, int, int, int]]:
     for index, (s, grid) in enumerate(dataset.index):
         song = dataset.songs[s]
         start, stop = max(0, grid - margin), min(song.num_samples, grid + n + margin)
-        specs.append((str(song.file), index, start, stop, grid - start))
+        specs.append([str(song.file), index, start, stop, grid - start])  # lists: LitData's checkpoint holds JSON
     return specs
 
 
@@ -64,7 +70,9 @@ def check(cfg: DictConfig) -> Path:
         raise ConfigError(f"output={cfg.output}: aerecon-prepare writes to a folder (a local disk or a shared file "
                           f"system); copy it to an object store afterwards, e.g. aws s3 sync, and train with "
                           f"data=stream data.root=s3://...")
-    if not 0 <= cfg.margin <= 1 or isinstance(cfg.margin, bool):
+    if not str(cfg.data.get("_target_", "")).startswith("aerecon.data.AudioDataModule"):
+        raise ConfigError("aerecon-prepare reads a folder of audio: data=folder data.root=MUSIC (the default)")
+    if not (isinstance(cfg.margin, (int, float)) and not isinstance(cfg.margin, bool) and 0 <= cfg.margin <= 1):
         raise ConfigError(f"margin={cfg.margin}: a fraction of a segment from 0 to 1, e.g. 0.5 "
                           f"(data=stream then allows data.jitter up to it)")
     check_settings(cfg, {key: TRAIN[key] for key in ("data.sample_rate", "data.segment_seconds", "data.split_seed",
@@ -93,38 +101,85 @@ def settings(cfg: DictConfig) -> dict:
             "split_seed": data.split_seed, "margin": cfg.margin}
 
 
-def prepare(cfg: DictConfig) -> Path:
+def fingerprint(specs: list[list]) -> str:
+    """What a split's chunks hold: its segments' cache entries (keyed by each file's path, size and
+    modification time) and positions. OUT/<split>.sha1 records it before the chunks are written;
+    a split begun for other segments is outdated."""
+    return hashlib.sha1(json.dumps([[Path(s[0]).name, *s[1:]] for s in specs]).encode()).hexdigest()
+
+
+def write_split(specs: list[list], target: Path, seed: int, chunk_megabytes: int, workers: int) -> None:
+    """LitData's optimize in a process group of its own, so that a stop (Ctrl+C, SIGTERM) ends its
+    workers at once and this process reports it (LitData's own Ctrl+C handler exits 0)."""
     from litdata import optimize  # here: the rest of aerecon does not need it
 
+    order = np.random.default_rng(seed).permutation(len(specs))  # chunks mix songs
+    context = multiprocessing.get_context("fork")
+
+    def run() -> None:
+        os.setpgrp()
+        optimize(fn=segment_item, inputs=[specs[i] for i in order], output_dir=str(target),
+                 chunk_bytes=chunk_megabytes * 2**20, num_workers=workers, use_checkpoint=True, mode=None,
+                 start_method="fork", verbose=False)
+
+    child = context.Process(target=run, daemon=False)
+    child.start()
+    try:
+        child.join()
+    finally:
+        if child.is_alive():  # stopped: end LitData and its workers before reporting
+            os.killpg(child.pid, signal.SIGKILL)
+            child.join()
+    if child.exitcode or not (target / INDEX).is_file():
+        raise DataError(f"{target}: the chunks were not completed (exit code {child.exitcode}); run the same command "
+                        f"again to finish them")
+
+
+def prepare(cfg: DictConfig) -> Path:
     output = check(cfg)
-    output.mkdir(parents=True, exist_ok=True)
-    datamodule = build(cfg.data, jitter=0.0)
+    created = not output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"output={output}: cannot create it ({error.strerror or error})") from None
+    try:
+        return _prepare(cfg, output)
+    except BaseException:
+        if created and output.is_dir() and not any(output.iterdir()):  # nothing of this run to keep
+            output.rmdir()
+        raise
+
+
+def _prepare(cfg: DictConfig, output: Path) -> Path:
+    datamodule = build(cfg.data, jitter=0.0, report=str(output / "data_report.tsv"))
     datamodule.prepare_data()  # scans, decodes in parallel into the cache, writes data_report.tsv
     datamodule.setup("fit")
+    # the settings first, so that a rerun after an interruption is checked against them
+    write_info(output, settings(cfg))
     margin = round(cfg.margin * datamodule.segment_samples)
     counts = {}
     for split in SPLITS:
         dataset, target = datamodule.datasets[split], output / split
         specs = segment_specs(dataset, margin if split == "train" else 0)
         counts[split] = {"songs": len(dataset.songs), "segments": len(specs)}
+        stamp, wanted = output / f"{split}.sha1", fingerprint(specs)
+        if target.exists() and not (stamp.is_file() and stamp.read_text() == wanted):
+            log.info("%s holds other segments than the songs under %s give now (they changed): writing it again",
+                     target, cfg.data.root)
+            shutil.rmtree(target)
         if (target / INDEX).is_file():
             log.info("%s: complete already (%d segments)", target, len(specs))
             continue
         if not specs:
             log.warning("The %s split has no segments: nothing written for it", split)
             continue
-        order = np.random.default_rng(cfg.data.split_seed).permutation(len(specs))  # chunks mix songs
+        atomic_write(stamp, lambda f: f.write(wanted.encode()))  # before any chunk: what they are to hold
         log.info("Writing %d %s segments of %d songs to %s", len(specs), split, len(dataset.songs), target)
         started = time.perf_counter()
-        optimize(fn=segment_item, inputs=[specs[i] for i in order], output_dir=str(target),
-                 chunk_bytes=cfg.chunk_megabytes * 2**20, num_workers=datamodule.cache.workers,
-                 use_checkpoint=True, mode=None, start_method="fork", verbose=False)
-        if not (target / INDEX).is_file():
-            raise DataError(f"{target}: the chunks were not completed; run the same command again to finish them")
+        write_split(specs, target, cfg.data.split_seed, cfg.chunk_megabytes, datamodule.cache.workers)
         log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
-    info = settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
-                            "splits": counts}
-    atomic_write(output / INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
+    write_info(output, settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
+                                        "splits": counts})
     command = ["aerecon-train", "data=stream", f"data.root={output}"]
     if (cfg.data.sample_rate, cfg.data.segment_seconds) != (4410, 3.0):  # conf/data/stream.yaml's
         command += [f"data.sample_rate={cfg.data.sample_rate}", f"data.segment_seconds={cfg.data.segment_seconds}"]
@@ -132,6 +187,10 @@ def prepare(cfg: DictConfig) -> Path:
              ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()),
              shlex.join(command))
     return output
+
+
+def write_info(output: Path, info: dict) -> None:
+    atomic_write(output / INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")

@@ -3,9 +3,11 @@ segments as data=folder, shuffles per epoch from the seed, and resumes exactly."
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -182,6 +184,18 @@ def test_bad_settings_are_one_clear_error(corpus, tmp_path):
         prepare(compose_prepare(corpus["music"], corpus["prepared"], corpus["cache"], "margin=0.25"))
     with pytest.raises(ConfigError, match="margin=2"):
         prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=2"))
+    with pytest.raises(ConfigError, match="margin=abc"):
+        prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=abc"))
+    streamed = compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"])
+    streamed.data = OmegaConf.create({"_target_": "aerecon.data.stream.StreamDataModule", "root": str(corpus["music"]),
+                                      "sample_rate": RATE, "segment_seconds": SECONDS, "split_seed": 0})  # data=stream
+    with pytest.raises(ConfigError, match="reads a folder of audio: data=folder"):
+        prepare(streamed)
+    with pytest.raises(ConfigError, match="output=/proc/prepared: cannot create it"):
+        prepare(compose_prepare(corpus["music"], "/proc/prepared", corpus["cache"]))
+    with pytest.raises(DataError, match="is not a folder"):
+        prepare(compose_prepare(tmp_path / "no-music", tmp_path / "p", corpus["cache"]))
+    assert not (tmp_path / "p").exists()  # a prepare that failed leaves no empty folder behind
 
 
 def test_ranks_stream_disjoint_shards_and_validation_scores_every_segment_once(corpus, monkeypatch):
@@ -227,3 +241,74 @@ def test_ddp_on_a_stream_stopped_mid_epoch_resumes_exactly(corpus, tmp_path):
     assert "SIGTERM at epoch 1, batch 2" in stopped.stderr + stopped.stdout  # every rank stopped there
     run("stopped", f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)
+
+
+SLOW_PREPARE = """
+import sys, time
+import aerecon.prepare as prepare
+item = prepare.segment_item
+prepare.segment_item = lambda spec: (time.sleep(0.003), item(spec))[1]  # room to stop it mid-way
+sys.argv = ["aerecon-prepare", *sys.argv[1:]]
+prepare.main()
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_prepare_stopped_while_writing_chunks_stops_at_once_and_a_rerun_finishes_it(corpus, tmp_path, name):
+    music = tmp_path / "music"
+    for i in range(60):  # 480 segments of 0.5 s
+        t = np.arange(4 * 8000) / 8000
+        sf.write(music / f"{i % 3}" / f"s{i:03d}.wav" if (music / f"{i % 3}").mkdir(parents=True, exist_ok=True)
+                 is None else None, (0.3 * np.sin(2 * np.pi * (100 + 7 * i) * t)).astype(np.float32), 8000)
+    args = [f"data.root={music}", f"paths.cache_dir={tmp_path / 'cache'}", f"data.sample_rate={RATE}",
+            f"data.segment_seconds={SECONDS}", "data.split={train: 6, val: 2, test: 1}", "chunk_megabytes=1",
+            "data.decode_workers=2"]
+    out = tmp_path / "stopped"
+    child = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, *args, f"output={out}"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "train").glob("chunk-*.bin")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert child.poll() is None, "prepare ended before it could be stopped"
+    started = time.monotonic()
+    os.kill(child.pid, signal.Signals[name])  # to the prepare process only, as a scheduler's kill would
+    _, stderr = child.communicate(timeout=60)
+    assert time.monotonic() - started < 10  # LitData's workers stopped with it, not after finishing the split
+    assert child.returncode == 128 + signal.Signals[name]
+    assert f"aerecon: stopped: {name} while preparing; run the same command again to finish" in stderr
+    assert "Traceback" not in stderr
+    written = sorted((p.name, p.stat().st_size) for p in (out / "train").rglob("*") if p.is_file())
+    time.sleep(1)
+    assert sorted((p.name, p.stat().st_size) for p in (out / "train").rglob("*") if p.is_file()) == written
+    with pytest.raises(DataError, match="did not finish this corpus"):
+        stream_module(out, jitter=0.0, seed=0)
+
+    again = run_cli(*args, f"output={out}", cwd=tmp_path, app="aerecon.prepare")
+    assert again.returncode == 0, again.stderr[-3000:]
+    whole = run_cli(*args, f"output={tmp_path / 'whole'}", cwd=tmp_path, app="aerecon.prepare")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    for split in ("train", "val"):
+        a, b = (getattr(stream_module(root, jitter=0.0, seed=0), f"{split}_dataloader")() for root in
+                (out, tmp_path / "whole"))
+        assert rows(a) == rows(b) and sum(rows(a).values()) > 0  # the same segments as an uninterrupted prepare
+
+
+def test_songs_added_after_preparing_are_prepared_by_a_rerun(corpus, tmp_path):
+    music = tmp_path / "music"
+    shutil.copytree(corpus["music"], music)
+    cfg = compose_prepare(music, tmp_path / "prepared", corpus["cache"])
+    prepare(cfg)
+    for i in range(6):
+        t = np.arange(3 * 8000) / 8000
+        sf.write(music / "album" / f"new{i}.flac", (0.2 * np.sin(2 * np.pi * (300 + 50 * i) * t)).astype(np.float32),
+                 8000)
+    prepare(cfg)
+    folder = AudioDataModule(root=str(music), cache_dir=str(corpus["cache"]), sample_rate=RATE,
+                             segment_seconds=SECONDS, split=SPLIT, split_seed=1)
+    folder.setup("fit")
+    info = json.loads((tmp_path / "prepared" / "aerecon.json").read_text())
+    for split in ("train", "val", "test"):
+        assert info["splits"][split]["segments"] == len(folder.datasets[split])
+    stream = stream_module(tmp_path / "prepared", jitter=0.0, seed=0)
+    val = folder.datasets["val"]
+    assert rows(stream.val_dataloader()) == rows([val.__getitems__(list(range(len(val))))])

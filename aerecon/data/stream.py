@@ -32,18 +32,25 @@ def read_info(root: str, cache_dir: str | None) -> dict:
         path = Path(root).expanduser() / INFO
         if not path.is_file():
             raise DataError(f"data.root={root} is not a corpus prepared by aerecon-prepare (no {INFO}); prepare "
-                            f"it first: aerecon-prepare data.root=MUSIC output={root}")
-        return json.loads(path.read_text())
-    from litdata.streaming.downloader import get_downloader
+                            f"it first: aerecon-prepare data.root={root} output={root.rstrip('/')}-prepared, "
+                            f"then train with data.root={root.rstrip('/')}-prepared")
+        info = json.loads(path.read_text())
+    else:
+        from litdata.streaming.downloader import get_downloader
 
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / INFO
-        try:
-            get_downloader(root, cache_dir or tmp, []).download_file(f"{root.rstrip('/')}/{INFO}", str(local))
-            return json.loads(local.read_text())
-        except Exception as error:  # every store's client raises its own types
-            raise DataError(f"data.root={root}: cannot read {INFO} there ({error}); is it a corpus prepared by "
-                            f"aerecon-prepare, and are the store's credentials set?") from error
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / INFO
+            try:
+                get_downloader(root, cache_dir or tmp, []).download_file(f"{root.rstrip('/')}/{INFO}", str(local))
+                info = json.loads(local.read_text())
+            except Exception as error:  # every store's client raises its own types, some with pages of detail
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                raise DataError(f"data.root={root}: cannot read {INFO} there ({reason}); is it a corpus prepared by "
+                                f"aerecon-prepare, and are the store's credentials set?") from None
+    if "splits" not in info:
+        raise DataError(f"data.root={root}: aerecon-prepare did not finish this corpus (it was stopped); run the same "
+                        f"aerecon-prepare command again to finish it")
+    return info
 
 
 class SegmentStream(StreamingDataset):
