@@ -13,6 +13,7 @@ interrupted split continues from LitData's checkpoint of the chunks already writ
 whose songs changed (added, removed or edited files) is written again.
 """
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -108,16 +109,29 @@ def fingerprint(specs: list[list]) -> str:
     return hashlib.sha1(json.dumps([[Path(s[0]).name, *s[1:]] for s in specs]).encode()).hexdigest()
 
 
+def die_with(parent: int) -> None:
+    """In the process leading LitData's group: should aerecon-prepare itself be killed outright
+    (SIGKILL, which it cannot pass on), the whole group goes too, rather than writing on unseen."""
+    signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+    try:  # Linux: SIGTERM to this process when its parent dies
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before the request was made
+        os.killpg(0, signal.SIGKILL)
+
+
 def write_split(specs: list[list], target: Path, seed: int, chunk_megabytes: int, workers: int) -> None:
     """LitData's optimize in a process group of its own, so that a stop (Ctrl+C, SIGTERM) ends its
     workers at once and this process reports it (LitData's own Ctrl+C handler exits 0)."""
     from litdata import optimize  # here: the rest of aerecon does not need it
 
     order = np.random.default_rng(seed).permutation(len(specs))  # chunks mix songs
-    context = multiprocessing.get_context("fork")
+    context, parent = multiprocessing.get_context("fork"), os.getpid()
 
     def run() -> None:
         os.setpgrp()
+        die_with(parent)
         optimize(fn=segment_item, inputs=[specs[i] for i in order], output_dir=str(target),
                  chunk_bytes=chunk_megabytes * 2**20, num_workers=workers, use_checkpoint=True, mode=None,
                  start_method="fork", verbose=False)

@@ -243,17 +243,30 @@ def test_ddp_on_a_stream_stopped_mid_epoch_resumes_exactly(corpus, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)
 
 
+def in_session(session: int) -> list[int]:
+    """The live processes of a session (the prepare command started one of its own)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 SLOW_PREPARE = """
 import sys, time
 import aerecon.prepare as prepare
 item = prepare.segment_item
-prepare.segment_item = lambda spec: (time.sleep(0.003), item(spec))[1]  # room to stop it mid-way
+prepare.segment_item = lambda spec: (time.sleep(0.02), item(spec))[1]  # seconds to stop it mid-way
 sys.argv = ["aerecon-prepare", *sys.argv[1:]]
 prepare.main()
 """
 
 
-@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT", "SIGKILL"])
 def test_a_prepare_stopped_while_writing_chunks_stops_at_once_and_a_rerun_finishes_it(corpus, tmp_path, name):
     music = tmp_path / "music"
     for i in range(60):  # 480 segments of 0.5 s
@@ -274,9 +287,18 @@ def test_a_prepare_stopped_while_writing_chunks_stops_at_once_and_a_rerun_finish
     os.kill(child.pid, signal.Signals[name])  # to the prepare process only, as a scheduler's kill would
     _, stderr = child.communicate(timeout=60)
     assert time.monotonic() - started < 10  # LitData's workers stopped with it, not after finishing the split
-    assert child.returncode == 128 + signal.Signals[name]
-    assert f"aerecon: stopped: {name} while preparing; run the same command again to finish" in stderr
-    assert "Traceback" not in stderr
+    if name == "SIGKILL":  # nothing can be said; LitData's processes follow it all the same
+        assert child.returncode == -signal.SIGKILL
+        time.sleep(1)
+    else:
+        assert child.returncode == 128 + signal.Signals[name]
+        assert f"aerecon: stopped: {name} while preparing; run the same command again to finish" in stderr
+        assert "Traceback" not in stderr
+    deadline = time.monotonic() + 2
+    while in_session(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not in_session(child.pid)  # no LitData process left writing
+    assert not (out / "train" / "index.json").exists()  # nor one that went on to finish the split unseen
     written = sorted((p.name, p.stat().st_size) for p in (out / "train").rglob("*") if p.is_file())
     time.sleep(1)
     assert sorted((p.name, p.stat().st_size) for p in (out / "train").rglob("*") if p.is_file()) == written
