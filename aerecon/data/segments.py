@@ -34,6 +34,13 @@ def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> s
     return SPLITS[-1]
 
 
+def jitter_shifts(seed: int, epoch: int, jitter: float, size: int, segment_samples: int) -> np.ndarray:
+    """How far each of a split's `size` segments moves in `epoch`, in samples: up to `jitter`
+    segment lengths either way, drawn from (seed, epoch) alone (data=folder and data=stream alike)."""
+    draws = np.random.default_rng([seed, epoch]).uniform(-jitter, jitter, size)
+    return np.rint(draws * segment_samples).astype(np.int64)
+
+
 class SegmentDataset(Dataset):
     """Segments of cached songs on a grid of `segment_samples`; a trailing partial segment is dropped.
 
@@ -65,8 +72,7 @@ class SegmentDataset(Dataset):
         if epoch is None or not self.jitter:
             return self._grid[indices]
         if self._shifts[0] != epoch:
-            draws = np.random.default_rng([self.seed, epoch]).uniform(-self.jitter, self.jitter, len(self))
-            self._shifts = (epoch, np.rint(draws * self.segment_samples).astype(np.int64))
+            self._shifts = (epoch, jitter_shifts(self.seed, epoch, self.jitter, len(self), self.segment_samples))
         return np.clip(self._grid[indices] + self._shifts[1][indices], 0, self._latest[indices])
 
     def offset(self, i: int, epoch: int | None) -> int:

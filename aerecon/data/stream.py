@@ -19,7 +19,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 
 from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
-from aerecon.data.segments import SPLITS
+from aerecon.data.segments import SPLITS, jitter_shifts
 from aerecon.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ class SegmentStream(StreamingDataset):
         """How far segment `index` moves this epoch: data=folder's draw for the same (seed, epoch)."""
         epoch = self.current_epoch - 1  # LitData counts epochs from 1, Lightning from 0
         if self._shifts[0] != epoch:
-            draws = np.random.default_rng([self.seed, epoch]).uniform(-self.jitter, self.jitter, self.size)
-            self._shifts = (epoch, np.rint(draws * self.segment_samples).astype(np.int64))
+            self._shifts = (epoch, jitter_shifts(self.seed, epoch, self.jitter, self.size, self.segment_samples))
         return int(self._shifts[1][index])
 
     def __getitem__(self, index) -> torch.Tensor:
@@ -152,9 +151,9 @@ class StreamDataModule(L.LightningDataModule):
         size = self._info()["splits"][split]["segments"]
         if not size:
             return []
-        root = f"{self.root.rstrip('/')}/{split}" if is_url(self.root) else str(Path(self.root) / split)
-        cache = None
-        if is_url(self.root):
+        root, cache = str(Path(self.root) / split), None  # a folder is read in place
+        if is_url(self.root):  # chunks are downloaded into a cache
+            root = f"{self.root.rstrip('/')}/{split}"
             cache = str(Path(self.cache_dir or tempfile.gettempdir()) / "aerecon-stream" / split)
         train = split == "train"  # training drops a remainder only under DDP, so that ranks take equal steps
         return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0,
