@@ -29,6 +29,10 @@ def at_least_zero(v) -> bool:
     return _number(v) and v >= 0
 
 
+def fraction(v) -> bool:
+    return _number(v) and 0 <= v <= 1
+
+
 def optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
     return lambda v: v is None or check(v)
 
@@ -50,7 +54,7 @@ TRAIN = {
     "data.decode_workers": (optional(whole(1)), "a whole number of processes, at least 1, or null", "data.decode_workers=2"),
     "data.sample_rate": (positive, "a positive rate in Hz", "data.sample_rate=4410"),
     "data.segment_seconds": (positive, "a positive length in seconds", "data.segment_seconds=3.0"),
-    "data.jitter": (lambda v: _number(v) and 0 <= v <= 1, "a fraction from 0 to 1", "data.jitter=0.5"),
+    "data.jitter": (fraction, "a fraction from 0 to 1", "data.jitter=0.5"),
     "data.split_seed": (whole(0), "a whole number", "data.split_seed=0"),
     "optimizer.lr": (positive, "a learning rate above 0", "optimizer.lr=1e-4"),
     "optimizer.weight_decay": (at_least_zero, "0 or more", "optimizer.weight_decay=1e-5"),

@@ -30,8 +30,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR, is_url
-from aerecon.checks import check as check_settings, whole
-from aerecon.checks import TRAIN
+from aerecon.checks import TRAIN, check as check_settings, fraction, whole
 from aerecon.config import build
 from aerecon.data.segments import SPLITS
 from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
@@ -73,12 +72,11 @@ def check(cfg: DictConfig) -> Path:
                           f"data=stream data.root=s3://...")
     if not str(cfg.data.get("_target_", "")).startswith("aerecon.data.AudioDataModule"):
         raise ConfigError("aerecon-prepare reads a folder of audio: data=folder data.root=MUSIC (the default)")
-    if not (isinstance(cfg.margin, (int, float)) and not isinstance(cfg.margin, bool) and 0 <= cfg.margin <= 1):
-        raise ConfigError(f"margin={cfg.margin}: a fraction of a segment from 0 to 1, e.g. 0.5 "
-                          f"(data=stream then allows data.jitter up to it)")
     check_settings(cfg, {key: TRAIN[key] for key in ("data.sample_rate", "data.segment_seconds", "data.split_seed",
                                                      "data.decode_workers")}
-                   | {"chunk_megabytes": (whole(1), "a whole number of megabytes, at least 1", "chunk_megabytes=64")})
+                   | {"margin": (fraction, "a fraction of a segment from 0 to 1 (data=stream then allows data.jitter "
+                                           "up to it)", "margin=0.5"),
+                      "chunk_megabytes": (whole(1), "a whole number of megabytes, at least 1", "chunk_megabytes=64")})
     output = Path(str(cfg.output)).expanduser().absolute()
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output={output} is a file; name a folder")

@@ -182,9 +182,9 @@ def test_bad_settings_are_one_clear_error(corpus, tmp_path):
         prepare(compose_prepare(corpus["music"], "s3://bucket/prepared", corpus["cache"]))
     with pytest.raises(ConfigError, match=r"prepared with other settings \(margin: 0.5 there, 0.25 now\)"):
         prepare(compose_prepare(corpus["music"], corpus["prepared"], corpus["cache"], "margin=0.25"))
-    with pytest.raises(ConfigError, match="margin=2"):
+    with pytest.raises(ConfigError, match="margin=2: must be a fraction of a segment from 0 to 1"):
         prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=2"))
-    with pytest.raises(ConfigError, match="margin=abc"):
+    with pytest.raises(ConfigError, match="margin='abc': must be a fraction of a segment"):
         prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=abc"))
     streamed = compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"])
     streamed.data = OmegaConf.create({"_target_": "aerecon.data.stream.StreamDataModule", "root": str(corpus["music"]),
