@@ -1,6 +1,7 @@
 """What the performance benchmarks share: the data, the machine line, writing the table."""
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,16 @@ def real_music(folder: Path) -> Path:
 def machine(device: str) -> str:
     gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
     return f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, torch {torch.__version__}{gpu}"
+
+
+def child_peak(command: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak resident MiB) of `command` run as a child process (`ru_maxrss`)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise SystemExit(f"{' '.join(map(str, command[:4]))} failed:\n{child.stderr.read().decode()[-3000:]}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
 def publish(lines: list[str], out: Path) -> None:

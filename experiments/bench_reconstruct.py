@@ -13,18 +13,15 @@ a time) beside `aerecon.load(...).reconstruct` on the whole decoded song.
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine, publish  # noqa: E402
+from bench_common import child_peak, machine, publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 22050
@@ -45,16 +42,6 @@ def write_song(path: Path, minutes: float) -> None:
             f.write((tone + 0.05 * rng.standard_normal(block)).astype(np.float32))
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """(peak resident memory in MiB, wall seconds) of one child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    if status:
-        raise SystemExit(f"{command[:3]} failed:\n{child.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", default="5,30,120")
@@ -66,9 +53,9 @@ def main() -> None:
         for minutes in map(float, args.minutes.split(",")):
             song = Path(tmp) / "song.wav"
             write_song(song, minutes)
-            stream = measure([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={args.ckpt}", f"input={song}",
-                              f"output={tmp}/stream.wav", "device=cpu", "overwrite=true"])
-            whole = (measure([sys.executable, "-c", WHOLE, str(args.ckpt), str(song), f"{tmp}/whole.wav"])
+            stream = child_peak([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={args.ckpt}", f"input={song}",
+                                 f"output={tmp}/stream.wav", "device=cpu", "overwrite=true"], ROOT)
+            whole = (child_peak([sys.executable, "-c", WHOLE, str(args.ckpt), str(song), f"{tmp}/whole.wav"], ROOT)
                      if minutes <= args.whole_up_to else None)
             if whole:
                 a, b = sf.read(f"{tmp}/stream.wav", dtype="float32")[0], sf.read(f"{tmp}/whole.wav", dtype="float32")[0]
@@ -80,8 +67,8 @@ def main() -> None:
              f"model: {args.ckpt.name}, 22,050 Hz mono 16-bit WAV in, 2000 Hz float WAV out.\n",
              "| song | file | aerecon-reconstruct (blocks): peak RSS | time | whole song in memory: peak RSS | time |",
              "|---|---|---|---|---|---|"]
-    for minutes, size, (stream_mib, stream_s), whole in rows:
-        whole_cells = f"{whole[0]:.0f} MiB | {whole[1]:.0f} s" if whole else "not run | "
+    for minutes, size, (stream_s, stream_mib), whole in rows:
+        whole_cells = f"{whole[1]:.0f} MiB | {whole[0]:.0f} s" if whole else "not run | "
         lines.append(f"| {minutes:g} min | {size:.0f} MiB | {stream_mib:.0f} MiB | {stream_s:.0f} s | {whole_cells} |")
     publish(lines, ROOT / "experiments/results/bench_reconstruct.md")
 

@@ -20,8 +20,6 @@ number of songs, and the streamed loader's speed against the fastest model's CPU
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine, publish  # noqa: E402
+from bench_common import child_peak, machine, publish  # noqa: E402
 from bench_data import MODELS, model_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,16 +45,6 @@ def write_corpus(folder: Path, songs: int, seconds: float) -> None:
         f0 = 80 + (i * 37) % 900
         wave = 0.3 * np.sin(2 * np.pi * (f0 + 40 * t) * t) + 0.03 * rng.standard_normal(len(t))
         sf.write(part / f"song{i:06d}.wav", wave.astype(np.float32), SOURCE_RATE, subtype="PCM_16")
-
-
-def run(command: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak resident MiB) of one child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    if status:
-        raise SystemExit(f"{' '.join(command[:4])} failed:\n{child.stderr.read().decode()[-3000:]}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
 def folder_size(folder: Path) -> int:
@@ -107,10 +95,10 @@ def main() -> None:
             for part in sorted(music.iterdir())[: -(-songs // 1000)]:
                 (root / part.name).symlink_to(part, target_is_directory=True)
             prepared, cache = work / f"prepared{songs}", work / f"cache{songs}"
-            wall, _ = run([sys.executable, "-m", "aerecon.prepare", f"data.root={root}", f"output={prepared}",
+            wall, _ = child_peak([sys.executable, "-m", "aerecon.prepare", f"data.root={root}", f"output={prepared}",
                            f"paths.cache_dir={cache}", f"data.decode_workers={args.workers}"], work)
             audio = songs * args.seconds
-            _, rss[songs] = run([sys.executable, "-m", "aerecon.train", "data=stream", f"data.root={prepared}",
+            _, rss[songs] = child_peak([sys.executable, "-m", "aerecon.train", "data=stream", f"data.root={prepared}",
                                  "model=fc", "model.net.latent=32", "data.num_workers=2", f"+trainer.max_steps={args.steps}",
                                  "+trainer.limit_val_batches=5", "trainer.enable_progress_bar=false", "test=false",
                                  "budget_gb=null", "callbacks.reconstruction_preview=null",
