@@ -166,8 +166,8 @@ def _prepare(cfg: DictConfig, output: Path) -> Path:
     datamodule = build(cfg.data, jitter=0.0, report=str(output / "data_report.tsv"))
     datamodule.prepare_data()  # scans, decodes in parallel into the cache, writes data_report.tsv
     datamodule.setup("fit")
-    # the settings first, so that a rerun after an interruption is checked against them
-    write_info(output, settings(cfg))
+    if not (output / INFO).is_file():  # the settings first, so that a rerun after a stop is checked against them
+        write_info(output, settings(cfg))  # (a finished corpus keeps its record, matching: see check)
     margin = round(cfg.margin * datamodule.segment_samples)
     counts = {}
     for split in SPLITS:
