@@ -38,7 +38,8 @@ class Autoencoder:
     """A trained aerecon model in eval mode, on waveforms at `sample_rate`.
 
     Attributes: `sample_rate`, `segment_samples` (the model's input length), `latent_size` (the
-    numbers in one segment's code: for the sparse codes, values and positions), `config` (the
+    numbers in one segment's code: for the sparse codes, values and positions), `code_bits` (what
+    those numbers take stored: values as float32, positions at the bits they need), `config` (the
     run's resolved config) and `module` (the underlying torch module).
     """
 
@@ -48,10 +49,12 @@ class Autoencoder:
         self.sample_rate = int(data["sample_rate"])
         self.segment_samples = segment_samples(data["sample_rate"], data["segment_seconds"])
         self.latent_size = int(self.encode(torch.zeros(1, 1, self.segment_samples)).shape[-1])
+        self.code_bits = self.module.code_bits()
 
     def __repr__(self) -> str:
         return (f"Autoencoder({type(self.module.net).__name__}, sample_rate={self.sample_rate}, "
-                f"segment_samples={self.segment_samples}, latent_size={self.latent_size}, device={self.device})")
+                f"segment_samples={self.segment_samples}, latent_size={self.latent_size}, code_bits={self.code_bits}, "
+                f"device={self.device})")
 
     def _tensor(self, x, what: str, shape: tuple) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)

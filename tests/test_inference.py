@@ -22,6 +22,10 @@ from aerecon.stitch import Stitcher
 # the training module: every later version must still load them (see fixtures/checkpoints/README.md).
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
 LATENT = {"fc": 16, "conv": 16, "resconv": 48, "sparseconv": 40, "fourier_sparse": 30, "fourier_topk": 40}
+# Stored: float32 values (32 bits); sparseconv's 20 positions among 50 x 5 coefficients, 8 bits each;
+# fourier_sparse's 10 bins among 101, 7 bits each; resconv's VQ: 48 frames, a 9-bit index of 512 codes each.
+CODE_BITS = {"fc": 16 * 32, "conv": 16 * 32, "resconv": 48 * 9, "sparseconv": 20 * (32 + 8),
+             "fourier_sparse": 10 * (2 * 32 + 7), "fourier_topk": 40 * 32}
 
 
 @pytest.mark.parametrize("name", sorted(LATENT))
@@ -29,6 +33,7 @@ def test_checkpoints_of_every_family_load_and_code_segments(name):
     model = aerecon.load(FIXTURES / f"{name}.ckpt", device="cpu")
     assert (model.sample_rate, model.segment_samples, model.latent_size) == (2000, 200, LATENT[name])
     assert model.config["model"]["net"]["latent"] == LATENT[name]
+    assert model.code_bits == CODE_BITS[name]
     wave = 0.2 * torch.randn(3, 1, 200, generator=torch.Generator().manual_seed(0))
     latent = model.encode(wave)
     assert latent.shape == (3, LATENT[name]) and latent.dtype == torch.float32

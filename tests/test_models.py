@@ -1,7 +1,13 @@
+import sys
+
 import pytest
 import torch
+from conftest import CONF, REPO
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from aerecon.checks import check_train
 from aerecon.errors import ConfigError
 from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
 
@@ -104,3 +110,22 @@ def test_bad_sizes_are_config_errors():
         FCAutoencoder(500, latent=600)
     with pytest.raises(ConfigError, match="model.net.latent=0"):
         ConvAutoencoder(500, latent=0)
+
+
+def test_every_real_music_benchmark_entry_passes_the_settings_check(tmp_path):
+    """`make bench` composes each entry as below; a setting the checks refuse would stop it an hour in."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    from benchmark_realmusic import ENTRIES, FULL_SIZE
+
+    for name, overrides in ENTRIES.items():
+        for extra in ([], FULL_SIZE.get(name)):
+            if extra is None:
+                continue
+            entry = [*overrides, *extra, f"data.root={tmp_path}", "trainer.max_time=00:00:06:00", "test=false"]
+            if not overrides[0].startswith("experiment="):
+                entry.insert(0, "experiment=realmusic_cpu")
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                cfg = compose(config_name="train", overrides=entry)
+            check_train(cfg)  # raises ConfigError with the setting's name
+    GlobalHydra.instance().clear()

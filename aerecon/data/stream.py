@@ -72,7 +72,7 @@ class SegmentStream(StreamingDataset):
         item = super().__getitem__(index)
         wave, at, n = item["wave"], int(item["at"]), self.segment_samples
         if self.jitter:
-            at = int(np.clip(at + self.shift(int(item["index"])), 0, len(wave) - n))
+            at = min(max(at + self.shift(int(item["index"])), 0), len(wave) - n)  # not np.clip: slow on a scalar
         return torch.from_numpy(wave[at : at + n])[None]  # the item is LitData's own copy: a view of it will do
 
 

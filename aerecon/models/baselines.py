@@ -9,7 +9,7 @@ one epoch (`Net.fits`), checkpoint and evaluate like any model.
 
 import torch
 
-from aerecon.models.net import Net, check_latent
+from aerecon.models.net import VALUE_BITS, Net, check_latent, position_bits
 from aerecon.representation import RFFT
 
 
@@ -110,6 +110,9 @@ class FourierSparse(SpectralBaseline):
 
     def code_length(self) -> int:
         return 3 * self.num_bins
+
+    def code_bits(self) -> int:
+        return self.num_bins * (2 * VALUE_BITS + position_bits(self.input_length // 2 + 1))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         bins = RFFT.unpack(x)  # [..., n // 2 + 1, 2]

@@ -19,7 +19,8 @@ from aerecon.internals import attached_trainer
 from aerecon.losses import MSELoss, WeightedSum
 from aerecon.metrics import waveform_metrics
 from aerecon.models.layers import Checkpointed
-from aerecon.models.net import Net
+from aerecon.models.bottlenecks import VectorQuantizer
+from aerecon.models.net import Net, position_bits
 from aerecon.representation import RFFT, Representation
 
 
@@ -95,6 +96,12 @@ class AutoencoderModule(L.LightningModule):
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Codes [B, numbers] -> representation-domain segments [B, 1, n]."""
         return self.net.decode(self.net.unpack(self._weights_dtype(code)))
+
+    def code_bits(self) -> int:
+        """Bits one segment's code takes stored: a VQ code is one codebook index per latent frame."""
+        if isinstance(self.bottleneck, VectorQuantizer):
+            return self.net.latent_shape[-1] * position_bits(self.bottleneck.codebook_size)
+        return self.net.code_bits()
 
     def autoencode_wave(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(representation-domain target, output in fp32, bottleneck terms) of waveform segments [B, 1, n]."""

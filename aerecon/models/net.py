@@ -1,9 +1,19 @@
 """What every network is: a plain nn.Module from representation-domain segments to a latent and back."""
 
+import math
+
 import torch
 from torch import nn
 
 from aerecon.errors import ConfigError
+
+
+VALUE_BITS = 32  # codes hold float32 values
+
+
+def position_bits(choices: int) -> int:
+    """Bits that one position among `choices` needs."""
+    return max(1, math.ceil(math.log2(choices)))
 
 
 def check_latent(latent: int, input_length: int) -> None:
@@ -20,7 +30,8 @@ class Net(nn.Module):
 
     Subclasses build `encoder` and `decoder` (or override encode and decode) and set
     `input_length` and `latent_shape`. `pack` and `unpack` turn a latent into the numbers one
-    segment's code holds (by default the latent itself, flattened). Class attributes say what a
+    segment's code holds (by default the latent itself, flattened); `code_bits` what they take
+    stored (values as float32, positions at the bits they need). Class attributes say what a
     network needs around it:
     - `representation` and `representation_hint`: the representation it requires, if any;
     - `takes_bottleneck`: a [channels, frames] latent that a vq or vae bottleneck can act on;
@@ -50,6 +61,10 @@ class Net(nn.Module):
 
     def unpack(self, code: torch.Tensor) -> torch.Tensor:
         return code.view(code.shape[0], *self.latent_shape)
+
+    def code_bits(self) -> int:
+        """Bits of one segment's code: its values as float32, its positions (if any) at the bits they need."""
+        return VALUE_BITS * math.prod(self.latent_shape)
 
     def fit_batch(self, wave: torch.Tensor) -> None:
         """A fitted network's look at one training batch of waveforms [B, 1, n]."""

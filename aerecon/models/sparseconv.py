@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerecon.errors import ConfigError
-from aerecon.models.net import Net, check_latent
+from aerecon.models.net import VALUE_BITS, Net, check_latent, position_bits
 from aerecon.representation import Raw
 
 
@@ -86,6 +86,9 @@ class SparseConvAutoencoder(Net):
         flat = z.flatten(1)
         position = flat.abs().topk(self.topk.k, dim=1).indices.sort(dim=1).values
         return torch.cat([flat.gather(1, position), position.to(flat.dtype)], dim=1)  # positions < 2**24: exact
+
+    def code_bits(self) -> int:
+        return self.topk.k * (VALUE_BITS + position_bits(math.prod(self.latent_shape)))
 
     def unpack(self, code: torch.Tensor) -> torch.Tensor:
         k = self.topk.k
