@@ -57,6 +57,15 @@ def real_music(folder: Path) -> Path:
     return extract(obtain_pk3(), folder).resolve()
 
 
+def real_music_songs(folder: Path, rate: int) -> dict[str, list]:
+    """The nexuiz-music songs of each split (train, val, test) as mono float32 waveforms at `rate`."""
+    from aerecon.audio import load_audio
+
+    root = real_music(folder)
+    return {split: [load_audio(f, rate).reshape(-1) for f in sorted((root / split).glob("*.ogg"))]
+            for split in ("train", "val", "test")}
+
+
 def machine(device: str) -> str:
     gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
     return f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, torch {torch.__version__}{gpu}"

@@ -110,7 +110,7 @@ def benchmark(name: str, overrides: list[str], data_root: Path, out: Path, minut
     epoch_seconds = list(scalars.get("perf/epoch_seconds", {}).values())
     return {
         "name": name, "seed": seed, "overrides": overrides, "model": results["model"],
-        "parameters": count_parameters(results["best_checkpoint"]),
+        "parameters": count_parameters(code.module),
         "code_numbers": code.latent_size, "code_bits": code.code_bits,
         "epochs": results["epochs"], "best_epoch": results["best_epoch"], "train_seconds": round(train_seconds),
         "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else float("nan"),
@@ -118,11 +118,8 @@ def benchmark(name: str, overrides: list[str], data_root: Path, out: Path, minut
     }
 
 
-def count_parameters(checkpoint: str) -> int:
+def count_parameters(model: torch.nn.Module) -> int:
     """Learned numbers: parameters, plus an EMA-updated VQ codebook (a buffer, but learned)."""
-    from aerecon.checkpoint import load_model
-
-    model, _ = load_model(checkpoint)
     codebook = getattr(model.bottleneck, "codebook", None)
     extra = codebook.numel() if codebook is not None and not isinstance(codebook, torch.nn.Parameter) else 0
     return sum(p.numel() for p in model.parameters()) + extra

@@ -28,11 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from aerecon.audio import load_audio
 from aerecon.models.sparseconv import mdct_basis  # the filterbank sparseconv starts from
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine, publish, real_music  # noqa: E402
+from bench_common import machine, publish, real_music_songs  # noqa: E402
 
 RATE, SEGMENT, LATENT = 4410, 13230, 3300
 
@@ -126,9 +125,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/latent_bounds.md"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    root = real_music(args.data)
-    songs = {split: [load_audio(f, RATE).reshape(-1) for f in sorted((root / split).glob("*.ogg"))]
-             for split in ("train", "val", "test")}
+    songs = real_music_songs(args.data, RATE)
     rows = []
 
     def row(name: str, numbers: str, code) -> None:

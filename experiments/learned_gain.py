@@ -32,11 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerecon.audio import load_audio
 from aerecon.models.sparseconv import SparseConvAutoencoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine, publish, real_music  # noqa: E402
+from bench_common import machine, publish, real_music_songs  # noqa: E402
 
 RATE, SEGMENT, KEPT, HOP = 4410, 13230, 1650, 245
 
@@ -158,9 +157,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/learned_gain.md"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    root = real_music(args.data)
-    songs = {split: [load_audio(f, RATE).reshape(-1) for f in sorted((root / split).glob("*.ogg"))]
-             for split in ("train", "val", "test")}
+    songs = real_music_songs(args.data, RATE)
     bank = Filterbank(HOP)
     started = time.perf_counter()
 
