@@ -16,6 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
+from litdata.streaming.serializers import NoHeaderNumpySerializer
 
 from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
@@ -53,11 +54,20 @@ def read_info(root: str, cache_dir: str | None) -> dict:
     return info
 
 
+class MappedWave(NoHeaderNumpySerializer):
+    """LitData's reader of a stored 1-D array, without its copy: the array is a read-only view of
+    the mapped chunk, and SegmentStream copies only the segment it cuts from it. Copying the whole
+    item, margins included, first was the largest cost of a loader worker."""
+
+    def deserialize(self, data: bytes | memoryview) -> np.ndarray:
+        return np.frombuffer(data, dtype=self._dtype)
+
+
 class SegmentStream(StreamingDataset):
     """A split's stored segments as [1, n] waveforms, moved by the epoch's jitter (training)."""
 
     def __init__(self, input_dir: str, segment_samples: int, size: int, jitter: float = 0.0, **kwargs):
-        super().__init__(input_dir, **kwargs)
+        super().__init__(input_dir, serializers={"no_header_numpy": MappedWave()}, **kwargs)
         self.segment_samples, self.size, self.jitter = segment_samples, size, jitter
         self._shifts: tuple[int | None, np.ndarray | None] = (None, None)
 
@@ -73,7 +83,7 @@ class SegmentStream(StreamingDataset):
         wave, at, n = item["wave"], int(item["at"]), self.segment_samples
         if self.jitter:
             at = min(max(at + self.shift(int(item["index"])), 0), len(wave) - n)  # not np.clip: slow on a scalar
-        return torch.from_numpy(wave[at : at + n])[None]  # the item is LitData's own copy: a view of it will do
+        return torch.from_numpy(wave[at : at + n].copy())[None]
 
 
 class StreamLoader(StreamingDataLoader):
