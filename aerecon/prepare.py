@@ -36,6 +36,7 @@ from aerecon.data.segments import SPLITS
 from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.quiet import silence_third_party
+from aerecon.upload import read_json, upload
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # of aerecon.json and the items
@@ -64,12 +65,10 @@ def segment_specs(dataset, margin: int) -> list[list]:
 
 
 def check(cfg: DictConfig) -> Path:
+    """The folder to write the corpus to: `output`, or for an object store the local folder it is
+    written to before it is sent (`staging`)."""
     if OmegaConf.is_missing(cfg, "output") or not cfg.output:
         raise ConfigError("output is not set: aerecon-prepare data.root=MUSIC output=PREPARED")
-    if is_url(cfg.output):
-        raise ConfigError(f"output={cfg.output}: aerecon-prepare writes to a folder (a local disk or a shared file "
-                          f"system); copy it to an object store afterwards, e.g. aws s3 sync, and train with "
-                          f"data=stream data.root=s3://...")
     if not str(cfg.data.get("_target_", "")).startswith("aerecon.data.AudioDataModule"):
         raise ConfigError("aerecon-prepare reads a folder of audio: data=folder data.root=MUSIC (the default)")
     check_settings(cfg, {key: TRAIN[key] for key in ("data.sample_rate", "data.segment_seconds", "data.split_seed",
@@ -77,18 +76,41 @@ def check(cfg: DictConfig) -> Path:
                    | {"margin": (fraction, "a fraction of a segment from 0 to 1 (data=stream then allows data.jitter "
                                            "up to it)", "margin=0.5"),
                       "chunk_megabytes": (whole(1), "a whole number of megabytes, at least 1", "chunk_megabytes=64")})
-    output = Path(str(cfg.output)).expanduser().absolute()
+    output = staging(cfg) if is_url(cfg.output) else Path(str(cfg.output)).expanduser().absolute()
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output={output} is a file; name a folder")
-    info = output / INFO
-    if info.is_file():
-        saved = json.loads(info.read_text())
-        wanted = settings(cfg)
-        differ = [f"{k}: {saved.get(k)} there, {v} now" for k, v in wanted.items() if saved.get(k) != v]
+    records = [(output, json.loads((output / INFO).read_text()) if (output / INFO).is_file() else None)]
+    if is_url(cfg.output):
+        records.append((cfg.output, in_store(cfg.output, lambda: read_json(cfg.output, INFO))))
+    wanted = settings(cfg)
+    for place, saved in records:
+        differ = [f"{k}: {saved.get(k)} there, {v} now" for k, v in wanted.items() if saved and saved.get(k) != v]
         if differ:
-            raise ConfigError(f"output={output} holds a corpus prepared with other settings ({'; '.join(differ)}); "
+            raise ConfigError(f"output={place} holds a corpus prepared with other settings ({'; '.join(differ)}); "
                               f"name a new folder")
     return output
+
+
+def staging(cfg: DictConfig) -> Path:
+    """Where a corpus bound for an object store is written first (and kept, so that a rerun sends
+    only what the store lacks): `staging`, or a folder under paths.cache_dir named by the URL."""
+    if cfg.get("staging"):
+        return Path(str(cfg.staging)).expanduser().absolute()
+    return Path(str(cfg.paths.cache_dir)).expanduser().absolute() / "prepared" / hashlib.sha1(
+        str(cfg.output).encode()).hexdigest()[:12]
+
+
+def in_store(url: str, action):
+    """`action`'s result, with the store client's failures (each has its own types, some with pages
+    of detail) as one line that names the store."""
+    try:
+        return action()
+    except DataError:
+        raise
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise DataError(f"output={url}: the object store failed ({reason}); check the URL and the store's "
+                        f"credentials, then run the same command again") from None
 
 
 def settings(cfg: DictConfig) -> dict:
@@ -149,20 +171,35 @@ def write_split(specs: list[list], target: Path, seed: int, chunk_megabytes: int
 
 def prepare(cfg: DictConfig) -> Path:
     output = check(cfg)
+    if is_url(cfg.output):
+        log.info("Writing the corpus for %s in %s first (kept: a rerun sends only what the store lacks)",
+                 cfg.output, output)
     created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"output={output}: cannot create it ({error.strerror or error})") from None
     try:
-        return _prepare(cfg, output)
+        _prepare(cfg, output)
     except BaseException:
         if created and output.is_dir() and not any(output.iterdir()):  # nothing of this run to keep
             output.rmdir()
         raise
+    if is_url(cfg.output):
+        in_store(cfg.output, lambda: upload(output, cfg.output, last=INFO))
+    log.info("Prepared %s. Train on it with: %s", cfg.output, shlex.join(train_command(cfg)))
+    return output
 
 
-def _prepare(cfg: DictConfig, output: Path) -> Path:
+def train_command(cfg: DictConfig) -> list[str]:
+    root = cfg.output if is_url(cfg.output) else Path(str(cfg.output)).expanduser().absolute()
+    command = ["aerecon-train", "data=stream", f"data.root={root}"]
+    if (cfg.data.sample_rate, cfg.data.segment_seconds) != (4410, 3.0):  # conf/data/stream.yaml's
+        command += [f"data.sample_rate={cfg.data.sample_rate}", f"data.segment_seconds={cfg.data.segment_seconds}"]
+    return command
+
+
+def _prepare(cfg: DictConfig, output: Path) -> None:
     datamodule = build(cfg.data, jitter=0.0, report=str(output / "data_report.tsv"))
     datamodule.prepare_data()  # scans, decodes in parallel into the cache, writes data_report.tsv
     datamodule.setup("fit")
@@ -192,13 +229,8 @@ def _prepare(cfg: DictConfig, output: Path) -> Path:
         log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
     write_info(output, settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
                                         "splits": counts})
-    command = ["aerecon-train", "data=stream", f"data.root={output}"]
-    if (cfg.data.sample_rate, cfg.data.segment_seconds) != (4410, 3.0):  # conf/data/stream.yaml's
-        command += [f"data.sample_rate={cfg.data.sample_rate}", f"data.segment_seconds={cfg.data.segment_seconds}"]
-    log.info("Prepared %s: %s. Train on it with: %s", output,
-             ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()),
-             shlex.join(command))
-    return output
+    log.info("Wrote %s: %s", output,
+             ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()))
 
 
 def write_info(output: Path, info: dict) -> None:

@@ -157,6 +157,58 @@ def test_an_object_store_url_streams_through_the_chunk_cache(make_cfg, corpus, t
     assert sorted(songs) == sorted(song.name for song in folder_module(corpus, 0.0, 0).songs["test"])
 
 
+def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_rerun_only_what_is_missing(
+        corpus, tmp_path, monkeypatch):
+    # LitData's `local:` stand-in, written through obstore as s3://, gs:// and azure:// are
+    import aerecon.upload
+
+    bucket, staged = tmp_path / "bucket/prepared", tmp_path / "staged"
+    cfg = compose_prepare(corpus["music"], f"local:{bucket}", corpus["cache"], f"staging={staged}")
+    put, sent = aerecon.upload.obstore.put, []
+
+    def failing_put(store, path, file):
+        if len(sent) == 3:
+            raise ConnectionError("connection reset by peer")
+        sent.append(path)
+        return put(store, path, file)
+
+    monkeypatch.setattr(aerecon.upload.obstore, "put", failing_put)
+    with pytest.raises(DataError, match=r"local:.*: the object store failed \(connection reset by peer\)"):
+        prepare(cfg)
+    assert len([p for p in bucket.rglob("*") if p.is_file()]) == 3 and not (bucket / "aerecon.json").exists()
+    with pytest.raises(DataError, match="cannot read aerecon.json"):  # a reader sees no corpus, not a partial one
+        stream_module(f"local:{bucket}", jitter=0.0, seed=0, cache_dir=str(tmp_path / "c0"))
+
+    monkeypatch.setattr(aerecon.upload.obstore, "put", put)
+    first = {p: p.stat().st_mtime_ns for p in bucket.rglob("*") if p.is_file()}
+    prepare(cfg)  # a rerun: the corpus is staged already, and only what the store lacks is sent
+    files = {p.relative_to(staged): p.read_bytes() for p in staged.rglob("*") if p.is_file()
+             and ".checkpoints" not in p.parts}
+    assert {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()} == files
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in first.items())
+    streamed = stream_module(f"local:{bucket}", jitter=0.5, seed=3, cache_dir=str(tmp_path / "c1"))
+    local = stream_module(corpus["prepared"], jitter=0.5, seed=3)
+    assert rows(streamed.train_dataloader()) == rows(local.train_dataloader())
+
+    kept = {p: p.stat().st_mtime_ns for p in bucket.rglob("*") if p.is_file()}
+    prepare(cfg)  # complete: nothing sent
+    assert {p: p.stat().st_mtime_ns for p in bucket.rglob("*") if p.is_file()} == kept
+
+    next(bucket.rglob("chunk-*.bin")).unlink()  # lost from the store: the rerun sends it, record last
+    sent.clear()
+    sent.extend([None] * 3)  # the next put fails
+    monkeypatch.setattr(aerecon.upload.obstore, "put", failing_put)
+    with pytest.raises(DataError, match="the object store failed"):
+        prepare(cfg)
+    assert not (bucket / "aerecon.json").exists()  # withdrawn before anything else changed
+    monkeypatch.setattr(aerecon.upload.obstore, "put", put)
+    prepare(cfg)
+    assert {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()} == files
+    with pytest.raises(ConfigError, match=r"output=local:.* prepared with other settings \(margin: 0.5 there"):
+        prepare(compose_prepare(corpus["music"], f"local:{bucket}", corpus["cache"], "margin=0.25",
+                                f"staging={tmp_path / 'other'}"))
+
+
 def test_a_rerun_finishes_an_incomplete_split_and_keeps_the_complete_ones(corpus, tmp_path):
     prepared = tmp_path / "prepared"
     cfg = compose_prepare(corpus["music"], prepared, corpus["cache"])
@@ -178,8 +230,15 @@ def test_bad_settings_are_one_clear_error(corpus, tmp_path):
         stream_module(corpus["prepared"], jitter=0.8, seed=0)
     with pytest.raises(DataError, match="cannot read aerecon.json"):
         stream_module(f"local:{tmp_path / 'nothing'}", jitter=0.0, seed=0, cache_dir=str(tmp_path / "c"))
-    with pytest.raises(ConfigError, match="writes to a folder"):
-        prepare(compose_prepare(corpus["music"], "s3://bucket/prepared", corpus["cache"]))
+    with pytest.raises(DataError, match="s3://bucket/prepared: no S3 credentials found"):
+        with pytest.MonkeyPatch.context() as env:
+            for name in [name for name in os.environ if name.startswith("AWS_")]:
+                env.delenv(name)
+            env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+            env.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+            env.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata request leaves the machine
+            prepare(compose_prepare(corpus["music"], "s3://bucket/prepared", corpus["cache"],
+                                    f"staging={tmp_path / 'staged'}"))
     with pytest.raises(ConfigError, match=r"prepared with other settings \(margin: 0.5 there, 0.25 now\)"):
         prepare(compose_prepare(corpus["music"], corpus["prepared"], corpus["cache"], "margin=0.25"))
     with pytest.raises(ConfigError, match="margin=2: must be a fraction of a segment from 0 to 1"):
