@@ -10,6 +10,7 @@ state rides in checkpoints, so a run resumes mid-epoch on the batches it would h
 import json
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.serializers import NoHeaderNumpySerializer
+from torch.utils.data import default_collate
 
 from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
@@ -56,15 +58,26 @@ def read_info(root: str, cache_dir: str | None) -> dict:
 
 class MappedWave(NoHeaderNumpySerializer):
     """LitData's reader of a stored 1-D array, without its copy: the array is a read-only view of
-    the mapped chunk, and SegmentStream copies only the segment it cuts from it. Copying the whole
-    item, margins included, first was the largest cost of a loader worker."""
+    the mapped chunk, and only the segment cut from it is copied, once, into the batch. Copying
+    each whole item, margins included, was the largest cost of a loader worker."""
 
     def deserialize(self, data: bytes | memoryview) -> np.ndarray:
         return np.frombuffer(data, dtype=self._dtype)
 
 
+def stack(segments: list[np.ndarray]) -> torch.Tensor:
+    """The loaders' collate_fn: a [B, 1, n] batch of SegmentStream's segments, stacked as
+    default_collate stacks (in a loader worker, straight into the shared memory it is handed over
+    in). The segments are read-only views of the mapped chunks, so torch warns that tensors made
+    of them must not be written to; these are only read, by the stacking."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return default_collate(segments)[:, None]
+
+
 class SegmentStream(StreamingDataset):
-    """A split's stored segments as [1, n] waveforms, moved by the epoch's jitter (training)."""
+    """A split's stored segments as [n] waveforms, moved by the epoch's jitter (training): read-only
+    views of the mapped chunks, which `stack` copies into batches."""
 
     def __init__(self, input_dir: str, segment_samples: int, size: int, jitter: float = 0.0, **kwargs):
         super().__init__(input_dir, serializers={"no_header_numpy": MappedWave()}, **kwargs)
@@ -78,12 +91,12 @@ class SegmentStream(StreamingDataset):
             self._shifts = (epoch, jitter_shifts(self.seed, epoch, self.jitter, self.size, self.segment_samples))
         return int(self._shifts[1][index])
 
-    def __getitem__(self, index) -> torch.Tensor:
+    def __getitem__(self, index) -> np.ndarray:
         item = super().__getitem__(index)
         wave, at, n = item["wave"], int(item["at"]), self.segment_samples
         if self.jitter:
             at = min(max(at + self.shift(int(item["index"])), 0), len(wave) - n)  # not np.clip: slow on a scalar
-        return torch.from_numpy(wave[at : at + n].copy())[None]
+        return wave[at : at + n]
 
 
 class StreamLoader(StreamingDataLoader):
@@ -180,7 +193,12 @@ class StreamDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         if not isinstance(dataset, SegmentStream):
             return []
-        return StreamLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+        if self.num_workers:
+            # Workers hand batches over in shared memory named by file rather than by a descriptor
+            # passed for each batch: measurably more batches a second (experiments/bench_stream.py).
+            # torch's shm manager removes what a killed process leaves.
+            torch.multiprocessing.set_sharing_strategy("file_system")
+        return StreamLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=stack,
                             pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init)
 
     def train_dataloader(self):
