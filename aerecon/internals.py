@@ -6,10 +6,12 @@ changes one fails there, naming it, instead of somewhere deep in a run.
 """
 
 import atexit
+import math
 import weakref
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
@@ -29,6 +31,7 @@ REQUIRED = [
     (ModelCheckpoint, "_last_global_step_saved", None),
     (DataLoader, "_get_iterator", []),
     (_MultiProcessingDataLoaderIter, "_shutdown_workers", []),
+    (torch.UntypedStorage, "_new_shared", ["size"]),
 ]
 
 
@@ -84,6 +87,15 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         trainer.strategy.barrier()
         if not linked:
             self._save_checkpoint(trainer, target)
+
+
+def batch_buffer(*shape: int) -> torch.Tensor:
+    """An uninitialised float32 tensor to stack a batch into: in a loader worker, in shared
+    memory from the start, as default_collate allocates its batches, so that handing it to the
+    trainer copies nothing (the public `share_memory_()` would first copy the empty buffer)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape)
+    return torch.empty(0).set_(torch.UntypedStorage._new_shared(4 * math.prod(shape))).view(shape)
 
 
 class WorkerLoader(DataLoader):

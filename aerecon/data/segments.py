@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from aerecon.data.cache import CachedSong
 from aerecon.errors import DataError
+from aerecon.internals import batch_buffer
 
 SPLITS = ("train", "val", "test")
 
@@ -89,9 +90,7 @@ class SegmentDataset(Dataset):
         else:
             indices, epoch = np.array(keys, dtype=np.int64), None
         n = self.segment_samples
-        batch = torch.empty(len(indices), 1, n)
-        if torch.utils.data.get_worker_info() is not None:
-            batch.share_memory_()  # as default_collate does in a worker: sent to the trainer without a copy
+        batch = batch_buffer(len(indices), 1, n)
         rows = batch.numpy()
         for row, s, offset in zip(rows, self._song[indices], self.offsets(indices, epoch)):
             row[0] = self._array(s)[offset : offset + n]

@@ -10,7 +10,6 @@ state rides in checkpoints, so a run resumes mid-epoch on the batches it would h
 import json
 import logging
 import tempfile
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -18,12 +17,12 @@ import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.serializers import NoHeaderNumpySerializer
-from torch.utils.data import default_collate
 
 from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
 from aerecon.errors import ConfigError, DataError
+from aerecon.internals import batch_buffer
 
 log = logging.getLogger(__name__)
 INFO = "aerecon.json"  # written by aerecon.prepare
@@ -66,13 +65,11 @@ class MappedWave(NoHeaderNumpySerializer):
 
 
 def stack(segments: list[np.ndarray]) -> torch.Tensor:
-    """The loaders' collate_fn: a [B, 1, n] batch of SegmentStream's segments, stacked as
-    default_collate stacks (in a loader worker, straight into the shared memory it is handed over
-    in). The segments are read-only views of the mapped chunks, so torch warns that tensors made
-    of them must not be written to; these are only read, by the stacking."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return default_collate(segments)[:, None]
+    """The loaders' collate_fn: a [B, 1, n] batch of SegmentStream's segments (in a loader worker,
+    stacked straight into the shared memory it is handed over in)."""
+    batch = batch_buffer(len(segments), 1, len(segments[0]))
+    np.stack(segments, out=batch.numpy()[:, 0])
+    return batch
 
 
 class SegmentStream(StreamingDataset):
