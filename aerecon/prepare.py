@@ -8,6 +8,9 @@ and each split's segments are written as LitData chunks with an index (`OUT/trai
 keep `margin` of a segment of audio on either side, so data=stream can move them by up to that
 much (data.jitter), as data=folder does. `OUT/aerecon.json` says what the chunks hold.
 
+OUT may also be an object-store URL (s3://, gs://, azure://): the corpus is then written to a
+local `staging` folder first and sent there by aerecon.upload.
+
 A split whose index is written, for the same songs, is complete and is not redone; an
 interrupted split continues from LitData's checkpoint of the chunks already written; a split
 whose songs changed (added, removed or edited files) is written again.
