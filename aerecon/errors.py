@@ -27,6 +27,12 @@ class DiskError(AereconError):
     """A file aerecon must write cannot be written (a full or read-only disk); nothing already written is lost."""
 
 
+def first_line(error: BaseException) -> str:
+    """A third-party error as one short line: store clients raise their own types, some with
+    pages of detail."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 # The OSErrors that mean "this disk cannot take the file", not a bug: full, over quota, read-only, too big.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 

@@ -36,7 +36,7 @@ from aerecon import CONF_DIR, is_url
 from aerecon.checks import TRAIN, check as check_settings, fraction, whole
 from aerecon.config import build
 from aerecon.data.segments import SPLITS
-from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
+from aerecon.errors import ConfigError, DataError, exit_on_user_error, first_line, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.quiet import silence_third_party
 from aerecon.upload import read_json, upload
@@ -82,12 +82,12 @@ def check(cfg: DictConfig) -> Path:
     output = staging(cfg) if is_url(cfg.output) else Path(str(cfg.output)).expanduser().absolute()
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output={output} is a file; name a folder")
-    records = [(output, json.loads((output / INFO).read_text()) if (output / INFO).is_file() else None)]
-    if is_url(cfg.output):
-        records.append((cfg.output, in_store(cfg.output, lambda: read_json(cfg.output, INFO))))
+    records = [(output, json.loads((output / INFO).read_text()))] if (output / INFO).is_file() else []
+    if is_url(cfg.output) and (there := in_store(cfg.output, lambda: read_json(cfg.output, INFO))):
+        records.append((cfg.output, there))
     wanted = settings(cfg)
     for place, saved in records:
-        differ = [f"{k}: {saved.get(k)} there, {v} now" for k, v in wanted.items() if saved and saved.get(k) != v]
+        differ = [f"{k}: {saved.get(k)} there, {v} now" for k, v in wanted.items() if saved.get(k) != v]
         if differ:
             raise ConfigError(f"output={place} holds a corpus prepared with other settings ({'; '.join(differ)}); "
                               f"name a new folder")
@@ -104,16 +104,14 @@ def staging(cfg: DictConfig) -> Path:
 
 
 def in_store(url: str, action):
-    """`action`'s result, with the store client's failures (each has its own types, some with pages
-    of detail) as one line that names the store."""
+    """`action`'s result, with the store client's failures as one line that names the store."""
     try:
         return action()
     except DataError:
         raise
-    except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise DataError(f"output={url}: the object store failed ({reason}); check the URL and the store's "
-                        f"credentials, then run the same command again") from None
+    except Exception as error:  # every store's client raises its own types
+        raise DataError(f"output={url}: the object store failed ({first_line(error)}); check the URL and the "
+                        f"store's credentials, then run the same command again") from None
 
 
 def settings(cfg: DictConfig) -> dict:

@@ -54,13 +54,14 @@ def upload(folder: Path, url: str, last: str) -> None:
     there = {meta["path"]: meta["size"] for batch in obstore.list(target) for meta in batch}
     files = sorted((path for path in folder.rglob("*") if path.is_file() and ".checkpoints" not in path.parts),
                    key=lambda path: (path.name == last, path.name == "index.json", str(path)))
-    send = [path for path in files if there.get(path.relative_to(folder).as_posix()) != path.stat().st_size]
+    sizes = {path: path.stat().st_size for path in files}
+    send = [path for path in files if there.get(path.relative_to(folder).as_posix()) != sizes[path]]
     if not send:
         log.info("%s holds every file of %s already: nothing to send", url, folder)
         return
     if last in there and any(path.name != last for path in send):
         obstore.delete(target, last)  # until everything else is there, the corpus there is not complete
-    size = sum(path.stat().st_size for path in send)
+    size = sum(sizes[path] for path in send)
     log.info("Sending %d files (%.0f MiB) of %s to %s", len(send), size / 2**20, folder, url)
     for path in send:
         obstore.put(target, path.relative_to(folder).as_posix(), path)

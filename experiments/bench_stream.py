@@ -31,6 +31,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from aerecon import segment_samples
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import child_peak, machine, publish  # noqa: E402
 from bench_data import MODELS, model_rate  # noqa: E402
@@ -132,7 +134,7 @@ def main() -> None:
         lines += ["", f"Peak RSS of the training process, {sizes[-1]:,} songs against {sizes[0]:,}: "
                       f"{growth:+.1%} (target: within 10%)."]
         delivered = loader_rate(work / f"prepared{sizes[-1]}", args.workers, args.batches)
-    ceiling = timed(torch.utils.data.DataLoader(InMemory(round(3.0 * RATE)), batch_size=40, num_workers=args.workers),
+    ceiling = timed(torch.utils.data.DataLoader(InMemory(segment_samples(RATE, 3.0)), batch_size=40, num_workers=args.workers),
                     args.batches)
     steps = {name: model_rate(overrides, "cpu", args.model_steps)[0] for name, overrides in MODELS.items()}
     fastest = max(steps, key=steps.get)

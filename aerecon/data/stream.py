@@ -21,7 +21,7 @@ from litdata.streaming.serializers import NoHeaderNumpySerializer
 from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
-from aerecon.errors import ConfigError, DataError
+from aerecon.errors import ConfigError, DataError, first_line
 from aerecon.internals import batch_buffer
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,9 @@ def read_info(root: str, cache_dir: str | None) -> dict:
             try:
                 get_downloader(root, cache_dir or tmp, []).download_file(f"{root.rstrip('/')}/{INFO}", str(local))
                 info = json.loads(local.read_text())
-            except Exception as error:  # every store's client raises its own types, some with pages of detail
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-                raise DataError(f"data.root={root}: cannot read {INFO} there ({reason}); is it a corpus prepared by "
-                                f"aerecon-prepare, and are the store's credentials set?") from None
+            except Exception as error:  # every store's client raises its own types
+                raise DataError(f"data.root={root}: cannot read {INFO} there ({first_line(error)}); is it a corpus "
+                                f"prepared by aerecon-prepare, and are the store's credentials set?") from None
     if "splits" not in info:
         raise DataError(f"data.root={root}: aerecon-prepare did not finish this corpus (it was stopped); run the same "
                         f"aerecon-prepare command again to finish it")
