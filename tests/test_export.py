@@ -90,3 +90,18 @@ def test_onnx_export_of_an_rfft_model_whose_segment_is_not_a_power_of_two_is_ref
         export(model, "onnx", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
     assert export(model, "torchscript", tmp_path / "out")["max_abs_difference_from_eager"]["encoder"] == 0.0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_runs_code_exports_and_its_parts_reproduce_the_model(tmp_path, fmt):
+    from aerecon.models.selection import Runs
+
+    model = aerecon.load(FIXTURES / "sparseconv.ckpt", "cpu")
+    model.module.net.select = Runs(40)  # experiment=best's selector, on the small fixture's filterbank
+    info = export(model, fmt, tmp_path / "out")
+    wave = 0.1 * torch.randn(5, 1, 200, generator=torch.Generator().manual_seed(7))
+    _, run = aerecon.export.WRITERS[fmt]
+    code = run(tmp_path / "out" / info["encoder"]["file"], wave)
+    assert within_tolerance(code, model.encode(wave))[0] and (code[:, 0] > 0).all()  # some runs in every code
+    out = run(tmp_path / "out" / info["decoder"]["file"], code)
+    assert within_tolerance(out, model.decode(code))[0] and within_tolerance(out, model.module.reconstruct(wave))[0]

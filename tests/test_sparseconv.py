@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from aerecon.checkpoint import load_model
 from aerecon.errors import ConfigError
 from aerecon.models import AutoencoderModule, SparseConvAutoencoder
-from aerecon.models.sparseconv import TopK
+from aerecon.models.selection import Runs, TopK
 from aerecon.representation import Raw, RFFT
 from aerecon.train import train
 from test_train import scalars
@@ -29,7 +29,7 @@ def tones(n: int, rate: int = 4410) -> torch.Tensor:
 @pytest.mark.parametrize("n, hop", [(13230, 245), (1001, 64), (300, 300)])
 def test_the_mdct_filterbank_pair_reconstructs_any_length_perfectly(n, hop):
     net = SparseConvAutoencoder(n, latent=2, hop=hop)
-    net.topk = TopK(math.prod(net.latent_shape))  # keep every coefficient: the filterbanks alone
+    net.select = TopK(2 * math.prod(net.latent_shape))  # keep every coefficient: the filterbanks alone
     wave = torch.randn(3, 1, n)
     assert torch.allclose(net(wave), wave, atol=1e-5)
 
@@ -71,11 +71,17 @@ def test_gradients_reach_the_kept_coefficients_filters():
     (dict(latent=1), "at least 2"),
     (dict(latent=5000), "model.net.latent=5000"),
     (dict(init="dct"), "model.net.init=dct"),
+    (dict(select="omp"), "model.net.select=omp"),
 ])
 def test_bad_options_are_config_errors(kwargs, message):
     representation = kwargs.pop("representation", Raw())
     with pytest.raises(ConfigError, match=message):
         AutoencoderModule(SparseConvAutoencoder(1000, **{"latent": 250, "hop": 50, **kwargs}), representation=representation)
+
+
+def test_runs_refuse_a_grid_whose_descriptors_float32_cannot_hold_exactly():
+    with pytest.raises(ConfigError, match="model.net.select=runs: a run's descriptor"):
+        SparseConvAutoencoder(60000, latent=250, hop=2, select="runs")
 
 
 def test_short_fit_on_demo_data_checkpoints_and_reconstructs(make_cfg):
@@ -94,7 +100,8 @@ def test_short_fit_on_demo_data_checkpoints_and_reconstructs(make_cfg):
 def test_best_experiment_composes_with_the_documented_command(make_cfg, tmp_path):
     cfg = make_cfg("experiment=best", "data=folder", f"data.root={tmp_path}", "trainer.max_time=00:12:00:00")
     model = instantiate(cfg.model)
-    assert isinstance(model.net, SparseConvAutoencoder) and model.net.topk.k * 2 == 3300
+    assert isinstance(model.net, SparseConvAutoencoder) and isinstance(model.net.select, Runs)
+    assert model.net.select.numbers == 3300
     assert model.input_length == 13230 and sum(p.numel() for p in model.parameters()) == 2 * 245 * 490
     assert cfg.trainer.max_time == "00:12:00:00" and cfg.data.root == str(tmp_path)
     assert cfg.optimizer.weight_decay == 0 and model.loss.terms["mse"].normalized

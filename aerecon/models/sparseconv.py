@@ -1,4 +1,4 @@
-"""A k-sparse convolutional autoencoder: a learned lapped filterbank with a top-k latent."""
+"""A k-sparse convolutional autoencoder: a learned lapped filterbank with a sparse latent."""
 
 import math
 
@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aerecon.errors import ConfigError
-from aerecon.models.net import VALUE_BITS, Net, check_latent, position_bits
+from aerecon.models.net import Net, check_latent
+from aerecon.models.selection import Runs, TopK
 from aerecon.representation import Raw
 
 
@@ -20,29 +21,16 @@ def mdct_basis(hop: int) -> torch.Tensor:
     return (math.sqrt(2 / hop) * cosines * window[None]).float()
 
 
-class TopK(nn.Module):
-    """Keeps the k largest-magnitude numbers of each segment's [C, T] latent and zeroes the rest.
-
-    The code is then k values and k positions: 2k numbers. Gradients reach the kept values only
-    (as in k-sparse autoencoders).
-    """
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        flat = z.flatten(1)
-        index = flat.abs().topk(self.k, dim=1).indices
-        kept = torch.zeros_like(flat, dtype=torch.bool).scatter(1, index, torch.ones_like(index, dtype=torch.bool))
-        return (flat * kept).view_as(z)
+SELECTORS = {"topk": TopK, "runs": Runs}
 
 
 class SparseConvAutoencoder(Net):
-    """Conv encoder (1 -> `hop` channels, kernel 2 hop, stride hop) -> top-k -> transposed-conv decoder.
+    """Conv encoder (1 -> `hop` channels, kernel 2 hop, stride hop) -> sparse code -> transposed-conv decoder.
 
-    - The latent code is `latent` numbers: the latent / 2 largest coefficients of the segment
-      and their positions (3300 numbers = 1650 coefficients for the thesis's size).
+    - The latent code is `latent` numbers, positions counted. `select=topk` keeps the latent / 2
+      largest coefficients of the segment and their positions (3300 numbers = 1650 coefficients
+      for the thesis's size); `select=runs` keeps runs of frames per channel, a descriptor each
+      (aerecon.models.selection).
     - `init=mdct` starts the filterbank as an MDCT (sine window), so an untrained model is
       already the adaptive MDCT code; training then adapts both filterbanks to the music.
       `init=random` starts from scratch.
@@ -53,7 +41,8 @@ class SparseConvAutoencoder(Net):
     representation = Raw
     representation_hint = "filters waveforms: use representation=raw"
 
-    def __init__(self, input_length: int, latent: int = 3300, hop: int = 245, init: str = "mdct"):
+    def __init__(self, input_length: int, latent: int = 3300, hop: int = 245, init: str = "mdct",
+                 select: str = "topk"):
         super().__init__()
         check_latent(latent, input_length)
         if latent < 2:
@@ -64,6 +53,8 @@ class SparseConvAutoencoder(Net):
                               f"{input_length}; e.g. model.net.hop=245 (55 ms at 4410 Hz)")
         if init not in ("mdct", "random"):
             raise ConfigError(f"model.net.init={init}: use mdct or random")
+        if select not in SELECTORS:
+            raise ConfigError(f"model.net.select={select}: use {' or '.join(SELECTORS)}")
         self.hop = hop
         self.encoder = nn.Conv1d(1, hop, 2 * hop, stride=hop, padding=hop, bias=False)
         self.decoder = nn.ConvTranspose1d(hop, 1, 2 * hop, stride=hop, padding=hop, bias=False)
@@ -71,27 +62,25 @@ class SparseConvAutoencoder(Net):
             with torch.no_grad():
                 self.encoder.weight.copy_(mdct_basis(hop).unsqueeze(1))
                 self.decoder.weight.copy_(mdct_basis(hop).unsqueeze(1))
-        self.topk = TopK(latent // 2)
         self.input_length, self.latent_shape = input_length, (hop, -(-input_length // hop) + 1)
+        if select == "runs" and math.prod(self.latent_shape) * self.latent_shape[1] > 2**24:
+            raise ConfigError(f"model.net.select=runs: a run's descriptor must stay below 2**24 to be exact in "
+                              f"float32, and {hop} x {self.latent_shape[1]}**2 frames is more; use a larger "
+                              f"model.net.hop or select=topk")
+        self.select = SELECTORS[select](latent)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The filterbank's coefficients [B, hop, frames], all but the top k zeroed."""
-        return self.topk(self.encoder(F.pad(x, (0, -x.shape[-1] % self.hop))))
+        """The filterbank's coefficients [B, hop, frames], all but the kept ones zeroed."""
+        return self.select(self.encoder(F.pad(x, (0, -x.shape[-1] % self.hop))))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)[..., : self.input_length]
 
     def pack(self, z: torch.Tensor) -> torch.Tensor:
-        """The kept coefficients' values, then their positions in the [hop, frames] grid: [B, latent]."""
-        flat = z.flatten(1)
-        position = flat.abs().topk(self.topk.k, dim=1).indices.sort(dim=1).values
-        return torch.cat([flat.gather(1, position), position.to(flat.dtype)], dim=1)  # positions < 2**24: exact
-
-    def code_bits(self) -> int:
-        return self.topk.k * (VALUE_BITS + position_bits(math.prod(self.latent_shape)))
+        return self.select.pack(z)
 
     def unpack(self, code: torch.Tensor) -> torch.Tensor:
-        k = self.topk.k
-        flat = code.new_zeros(code.shape[0], math.prod(self.latent_shape)).scatter(1, code[:, k:].round().long(),
-                                                                                   code[:, :k])
-        return flat.view(code.shape[0], *self.latent_shape)
+        return self.select.unpack(code, self.latent_shape)
+
+    def code_bits(self) -> int:
+        return self.select.code_bits(self.latent_shape)
