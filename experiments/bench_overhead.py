@@ -42,7 +42,7 @@ MODELS = {"resconv_stft": (["experiment=resconv_stft"], 40), "best": (["experime
           # best's configuration on 2 x 1000-sample segments (a 10-channel filterbank): almost no compute,
           # so the run measures what each loop itself costs per step
           "fixed_cost": (["experiment=best", "data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=2",
-                          "model.net.hop=10", "model.net.latent=20"], 2000),
+                          "model.net.hop=10", "model.net.latent=20", "model.net.select=topk"], 2000),
           "demo_fc": (["experiment=demo", "model=fc", "data=folder"], 300)}
 
 

@@ -58,8 +58,11 @@ ENTRIES = {
     # the same model untrained (its MDCT start): what training adds. Adam's steps are about lr in size,
     # so at 1e-30 they are far below the float32 resolution of the weights, which stay as they start.
     "sparseconv_untrained": ["experiment=best", "data.split=folders", "optimizer.lr=1e-30", "trainer.max_epochs=1"],
+    # the MDCT code that experiment=best used before runs: each segment's 1650 largest coefficients
+    "sparseconv_topk_untrained": ["experiment=best", "data.split=folders", "model.net.select=topk",
+                                  "optimizer.lr=1e-30", "trainer.max_epochs=1"],
 }
-BASELINES = {"lowpass", "fourier_topk", "fourier_sparse", "sparseconv_untrained"}
+BASELINES = {"lowpass", "fourier_topk", "fourier_sparse", "sparseconv_untrained", "sparseconv_topk_untrained"}
 # --full-size: the thesis shapes as published (for a GPU; no 8 GB budget check, the plan is still reported)
 FULL_SIZE = {"fc_thesis": ["model.net.hidden=[9800,6500]", "budget_gb=null"],
              "conv_thesis": ["model.net.channels=[16,32,64]", "budget_gb=null"]}

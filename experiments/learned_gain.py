@@ -1,6 +1,6 @@
 """Where could training add SNR to the sparse MDCT code of `experiment=best`? Three probes.
 
-    python experiments/learned_gain.py [--data data/nexuiz] [--fill-minutes 10]
+    python experiments/learned_gain.py [--data data/nexuiz] [--fill-minutes 10] [--select topk|runs]
 
 The code under test is sparseconv's start: each 3 s segment's 1650 largest coefficients of a
 sine-window MDCT with hop 245, with their positions (3300 numbers). On `make bench`'s songs, at
@@ -19,7 +19,10 @@ sine-window MDCT with hop 245, with their positions (3300 numbers). On `make ben
   1650 coefficients chosen jointly by normalised iterative hard thresholding. Positions then
   index a three-times larger grid (2 more bits each).
 
-Writes experiments/results/learned_gain.md and prints it.
+With --select runs, the code under test is experiment=best's today: runs of frames per channel
+in the same 3300 numbers (aerecon.models.selection.Runs), and only the fill-in decoder is probed.
+
+Writes experiments/results/learned_gain.md (learned_gain_runs.md with --select runs) and prints it.
 """
 
 import argparse
@@ -32,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerecon.models.selection import Runs
 from aerecon.models.sparseconv import SparseConvAutoencoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -111,7 +115,11 @@ class Fill(nn.Module):
         return kept + (1 - mask) * guess
 
 
-def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float) -> tuple[Fill, int]:
+def keep_top_one(z: torch.Tensor) -> torch.Tensor:
+    return keep_top([z])[0]
+
+
+def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float, select) -> tuple[Fill, int]:
     fill = Fill()
     optimizer = torch.optim.Adam(fill.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
@@ -123,7 +131,7 @@ def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float) -> tup
                          for o in torch.randint(len(w) - SEGMENT, (1,), generator=generator).tolist()]).unsqueeze(1)
         with torch.no_grad():
             z = bank.analyse(x)
-            kept = keep_top([z])[0]
+            kept = select(z)
         loss = (fill(kept) - z).square().sum() / z.square().sum()
         optimizer.zero_grad()
         loss.backward()
@@ -154,7 +162,8 @@ def main() -> None:
     parser.add_argument("--fill-minutes", type=float, default=10.0)
     parser.add_argument("--rotation-steps", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=60, help="thresholding iterations of the joint code")
-    parser.add_argument("--out", type=Path, default=Path("experiments/results/learned_gain.md"))
+    parser.add_argument("--select", choices=["topk", "runs"], default="topk", help="the sparse code under test")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
     songs = real_music_songs(args.data, RATE)
@@ -171,27 +180,33 @@ def main() -> None:
         rows.append(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in scores) + " |")
         log(rows[-1])
 
-    def mdct_top(x: torch.Tensor) -> torch.Tensor:
-        return bank.synthesise(keep_top([bank.analyse(x)])[0])
-
-    row("MDCT hop 245, top-1650 (experiment=best untrained)", mdct_top)
-    train = torch.cat([segments(s, step=SEGMENT // 3) for s in songs["train"]])  # 1 s apart
-    rotation = fit_rotation(train, bank, args.rotation_steps, log)
-    row(f"learned orthogonal transform after the MDCT ({args.rotation_steps} Procrustes steps)",
-        lambda x: bank.synthesise(torch.einsum("kj,bjt->bkt", rotation,
-                                               keep_top([torch.einsum("kj,bkt->bjt", rotation, bank.analyse(x))])[0])))
+    select, name = keep_top_one, "MDCT hop 245, top-1650 (experiment=best untrained before runs)"
+    if args.select == "runs":
+        select, name = Runs(2 * KEPT), "MDCT hop 245, runs of frames (experiment=best untrained)"
+        args.rotation_steps, args.iterations = 0, None
+    row(name, lambda x: bank.synthesise(select(bank.analyse(x))))
+    if args.rotation_steps:
+        rotate(songs, bank, args.rotation_steps, row, log)
     if args.fill_minutes > 0:
-        fill, steps = train_fill(songs["train"], bank, args.fill_minutes)
-        row(f"MDCT top-1650 + fill-in decoder ({args.fill_minutes:g} min, {steps} steps of 16)",
-            lambda x: bank.synthesise(fill(keep_top([bank.analyse(x)])[0])), on_train=False)
-    for hops in ((245, 980), (63, 245, 735)):
+        fill, steps = train_fill(songs["train"], bank, args.fill_minutes, select)
+        row(f"{name.split(' (')[0]} + fill-in decoder ({args.fill_minutes:g} min, {steps} steps of 16)",
+            lambda x: bank.synthesise(fill(select(bank.analyse(x)))), on_train=False)
+    for hops in ((245, 980), (63, 245, 735)) if args.iterations is not None else ():
         row(f"hops {'+'.join(map(str, hops))}, joint top-1650 ({args.iterations} iterations, not learned)",
             joint_code([Filterbank(h) for h in hops], args.iterations), on_train=False)
-    lines = [f"`python experiments/learned_gain.py --fill-minutes {args.fill_minutes:g} --rotation-steps "
-             f"{args.rotation_steps} --iterations {args.iterations}`, {machine('cpu')}, "
-             f"{(time.perf_counter() - started) / 60:.0f} min", "",
+    out = args.out or Path(f"experiments/results/learned_gain{'_runs' if args.select == 'runs' else ''}.md")
+    command = " ".join(["python experiments/learned_gain.py", *sys.argv[1:]])
+    lines = [f"`{command}`, {machine('cpu')}, {(time.perf_counter() - started) / 60:.0f} min", "",
              "| code (3300 numbers per 3 s) | train SNR dB | val SNR dB | test SNR dB |", "|---|---|---|---|", *rows]
-    publish(lines, args.out)
+    publish(lines, out)
+
+
+def rotate(songs, bank: Filterbank, steps: int, row, log) -> None:
+    train = torch.cat([segments(s, step=SEGMENT // 3) for s in songs["train"]])  # 1 s apart
+    rotation = fit_rotation(train, bank, steps, log)
+    row(f"learned orthogonal transform after the MDCT ({steps} Procrustes steps)",
+        lambda x: bank.synthesise(torch.einsum("kj,bjt->bkt", rotation,
+                                               keep_top([torch.einsum("kj,bkt->bjt", rotation, bank.analyse(x))])[0])))
 
 
 if __name__ == "__main__":

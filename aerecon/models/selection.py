@@ -21,7 +21,7 @@ from aerecon.models.net import VALUE_BITS, position_bits
 class TopK(nn.Module):
     def __init__(self, numbers: int):
         super().__init__()
-        self.k = numbers // 2
+        self.numbers, self.k = numbers, numbers // 2
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         flat = z.flatten(1)
