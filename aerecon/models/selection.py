@@ -55,7 +55,7 @@ class Runs(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            kept = self.choose(z.detach().square())
+            kept = self.choose(z.detach().float().square())  # float32 even under 16-bit training
         return z * kept
 
     def choose(self, energy: torch.Tensor) -> torch.Tensor:
@@ -64,8 +64,9 @@ class Runs(nn.Module):
         rows = energy.reshape(b * c, t)
         scale = energy.mean((1, 2)).clamp_min(torch.finfo(energy.dtype).tiny).log()
         low, high = torch.full_like(scale, -25.0), torch.full_like(scale, 12.0)
+        steps = torch.linspace(0, 1, self.candidates, device=energy.device)[:, None]
         for _ in range(3):
-            grid = torch.lerp(low[None], high[None], torch.linspace(0, 1, self.candidates)[:, None])  # [G, B]
+            grid = torch.lerp(low[None], high[None], steps)  # [G, B] log prices, relative to the mean energy
             rate, _ = self.runs((scale + grid).exp().repeat_interleave(c, 1), rows)
             fits = rate.view(self.candidates, b, c).sum(2) <= self.numbers - 1
             first = fits.int().argmax(0)  # the lowest price that fits (the highest always does)
@@ -135,7 +136,8 @@ class Runs(nn.Module):
         descriptor = torch.where(starts < never, starts * t + ends - starts, 0)
         values = z.flatten(1).gather(1, position.clamp_max(never - 1)) * (position < never)
         slot = torch.arange(slots, device=z.device).expand(b, -1)
-        code = z.new_zeros(b, slots + slots).scatter(1, torch.where(slot < runs[:, None], slot, slots), descriptor.to(z.dtype))
+        in_use = torch.where(slot < runs[:, None], slot, slots)
+        code = z.new_zeros(b, slots + slots).scatter(1, in_use, descriptor.to(z.dtype))
         code = code.scatter_add(1, (runs[:, None] + slot).clamp_max(2 * slots - 1), values)
         return torch.cat([runs[:, None].to(z.dtype), code[:, :slots]], 1)  # descriptors < 2**24: exact
 
