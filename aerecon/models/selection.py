@@ -47,7 +47,7 @@ class TopK(nn.Module):
 class Runs(nn.Module):
     """Runs of consecutive frames per channel; a code is [runs R, R descriptors, the values, zeros]."""
 
-    candidates = 12  # prices tried at once in each of the 3 rounds of the search
+    candidates, rounds = 3, 6  # prices tried at once per round; each round narrows the search 4 times
 
     def __init__(self, numbers: int):
         super().__init__()
@@ -63,15 +63,17 @@ class Runs(nn.Module):
         b, c, t = energy.shape
         rows = energy.reshape(b * c, t)
         scale = energy.mean((1, 2)).clamp_min(torch.finfo(energy.dtype).tiny).log()
-        low, high = torch.full_like(scale, -25.0), torch.full_like(scale, 12.0)
-        steps = torch.linspace(0, 1, self.candidates, device=energy.device)[:, None]
-        for _ in range(3):
-            grid = torch.lerp(low[None], high[None], steps)  # [G, B] log prices, relative to the mean energy
+        # log prices relative to the mean energy: at `high`, above the total energy, nothing is kept
+        low, high = torch.full_like(scale, -25.0), torch.full_like(scale, math.log(c * t) + 1)
+        steps = torch.arange(1, self.candidates + 1, device=energy.device)[:, None] / (self.candidates + 1)
+        for _ in range(self.rounds):
+            grid = torch.lerp(low[None], high[None], steps)  # [G, B], strictly between low and high
             rate, _ = self.runs((scale + grid).exp().repeat_interleave(c, 1), rows)
             fits = rate.view(self.candidates, b, c).sum(2) <= self.numbers - 1
-            first = fits.int().argmax(0)  # the lowest price that fits (the highest always does)
-            high = grid.gather(0, first[None])[0]
-            low = grid.gather(0, (first - 1).clamp_min(0)[None])[0]
+            bounds = torch.cat([low[None], grid, high[None]])
+            first = torch.cat([fits, fits.new_ones(1, b)]).int().argmax(0) + 1  # the lowest price that fits
+            high = bounds.gather(0, first[None])[0]
+            low = bounds.gather(0, (first - 1)[None])[0]
         _, (take, start) = self.runs((scale + high).exp().repeat_interleave(c)[None], rows)
         return self.backtrack(take[0], start[0]).view(b, c, t)
 
