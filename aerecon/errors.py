@@ -1,6 +1,7 @@
 """Errors a user can cause. Entry points print their message instead of a traceback."""
 
 import errno
+import logging
 import os
 import signal
 import sys
@@ -124,10 +125,17 @@ def sigterm_stops(message: Callable[[], str]):
         forwarding.forward(signum)
         raise Stopped(f"{signal.Signals(signum).name} {message()}", signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    def handle_error(handler: logging.Handler, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], Stopped):  # a signal that lands while a line is logged still stops
+            raise
+        log_error(handler, record)
+
+    previous, log_error = signal.signal(signal.SIGTERM, stop), logging.Handler.handleError
+    logging.Handler.handleError = handle_error  # logging would print what emit raised, and carry on
     try:
         yield forwarding
     except KeyboardInterrupt:  # Ctrl+C: the same message, with its own signal
         raise Stopped(f"SIGINT {message()}", signal.SIGINT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        logging.Handler.handleError = log_error

@@ -182,3 +182,28 @@ def test_ctrl_c_while_caching_says_so_and_leaves_no_worker(slow_corpus, tmp_path
     assert "Traceback" not in output and not list(cache.rglob("*.tmp"))
     time.sleep(0.5)
     assert alive(workers) == []
+
+
+def test_a_sigterm_that_lands_while_a_line_is_logged_still_stops(capsys):
+    import io
+    import logging
+
+    from aerecon.errors import sigterm_stops
+
+    class SignalWhileFormatting(logging.StreamHandler):  # the signal arrives inside emit, as it may at any time
+        def format(self, record):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return super().format(record)
+
+    handle_error, previous = logging.Handler.handleError, signal.getsignal(signal.SIGTERM)
+    log = logging.getLogger("aerecon.test_signal_in_logging")
+    log.addHandler(SignalWhileFormatting(io.StringIO()))
+    try:
+        with pytest.raises(Stopped, match="SIGTERM now"):
+            with sigterm_stops(lambda: "now"):
+                log.warning("a line")
+                pytest.fail("the run went on after the signal")
+    finally:
+        log.handlers.clear()
+    assert "Logging error" not in capsys.readouterr().err
+    assert logging.Handler.handleError is handle_error and signal.getsignal(signal.SIGTERM) is previous
