@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerecon.models.selection import Runs
+from aerecon.models.selection import Runs, TopK
 from aerecon.models.sparseconv import SparseConvAutoencoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,10 +115,6 @@ class Fill(nn.Module):
         return kept + (1 - mask) * guess
 
 
-def keep_top_one(z: torch.Tensor) -> torch.Tensor:
-    return keep_top([z])[0]
-
-
 def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float, select) -> tuple[Fill, int]:
     fill = Fill()
     optimizer = torch.optim.Adam(fill.parameters(), lr=1e-3)
@@ -180,18 +176,17 @@ def main() -> None:
         rows.append(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in scores) + " |")
         log(rows[-1])
 
-    select, name = keep_top_one, "MDCT hop 245, top-1650 (experiment=best untrained before runs)"
-    if args.select == "runs":
-        select, name = Runs(2 * KEPT), "MDCT hop 245, runs of frames (experiment=best untrained)"
-        args.rotation_steps, args.iterations = 0, None
+    topk = args.select == "topk"  # the rotation and joint-hop probes are top-k codes
+    select, name = ((TopK(2 * KEPT), "MDCT hop 245, top-1650 (experiment=best untrained before runs)") if topk
+                    else (Runs(2 * KEPT), "MDCT hop 245, runs of frames (experiment=best untrained)"))
     row(name, lambda x: bank.synthesise(select(bank.analyse(x))))
-    if args.rotation_steps:
+    if topk and args.rotation_steps:
         rotate(songs, bank, args.rotation_steps, row, log)
     if args.fill_minutes > 0:
         fill, steps = train_fill(songs["train"], bank, args.fill_minutes, select)
         row(f"{name.split(' (')[0]} + fill-in decoder ({args.fill_minutes:g} min, {steps} steps of 16)",
             lambda x: bank.synthesise(fill(select(bank.analyse(x)))), on_train=False)
-    for hops in ((245, 980), (63, 245, 735)) if args.iterations is not None else ():
+    for hops in ((245, 980), (63, 245, 735)) if topk else ():
         row(f"hops {'+'.join(map(str, hops))}, joint top-1650 ({args.iterations} iterations, not learned)",
             joint_code([Filterbank(h) for h in hops], args.iterations), on_train=False)
     out = args.out or Path(f"experiments/results/learned_gain{'_runs' if args.select == 'runs' else ''}.md")

@@ -55,7 +55,7 @@ class Runs(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            kept = self.choose(z.detach().float().square())  # float32 even under 16-bit training
+            kept = self.choose(z.float().square())  # float32 even under 16-bit training
         return z * kept
 
     def choose(self, energy: torch.Tensor) -> torch.Tensor:
