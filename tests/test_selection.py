@@ -23,8 +23,9 @@ def test_runs_are_the_exact_minimiser_of_dropped_energy_plus_a_price_per_number(
     frames = 6
     energy = torch.rand(40, frames) ** 4  # a few large values among small ones, as in music
     price = torch.full((1, 40), 0.05)
-    rate, (take, start) = Runs.runs(price, energy)
-    mask = Runs.backtrack(take[0], start[0])
+    rate = Runs.runs(price, energy)
+    take, start = Runs.runs(price, energy, backtrack=True)
+    mask = Runs.backtrack(take[:, 0], start[:, 0])
     for row in range(40):
         best = min(
             (energy[row][~torch.tensor(m)].sum() + 0.05 * numbers_used(torch.tensor(m, dtype=torch.float)[None, None]))

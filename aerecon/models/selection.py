@@ -47,7 +47,7 @@ class TopK(nn.Module):
 class Runs(nn.Module):
     """Runs of consecutive frames per channel; a code is [runs R, R descriptors, the values, zeros]."""
 
-    candidates, rounds = 3, 6  # prices tried at once per round; each round narrows the search 4 times
+    candidates, rounds = 3, 5  # prices tried at once per round; each round narrows the search 4 times
 
     def __init__(self, numbers: int):
         super().__init__()
@@ -61,52 +61,65 @@ class Runs(nn.Module):
     def choose(self, energy: torch.Tensor) -> torch.Tensor:
         """The kept mask [B, C, T] for energies [B, C, T], at most numbers - 1 numbers (one says R)."""
         b, c, t = energy.shape
-        rows = energy.reshape(b * c, t)
-        scale = energy.mean((1, 2)).clamp_min(torch.finfo(energy.dtype).tiny).log()
-        # log prices relative to the mean energy: at `high`, above the total energy, nothing is kept
-        low, high = torch.full_like(scale, -25.0), torch.full_like(scale, math.log(c * t) + 1)
+        rows, flat = energy.reshape(b * c, t), energy.flatten(1)
+        tiny = torch.finfo(energy.dtype).tiny
+        # Log prices bracketing the lowest price that fits. Below half the energy of the budget-th
+        # largest coefficient, more coefficients than the budget are each worth a run of their own;
+        # above the total energy over the budget, fewer numbers are kept than fit, as each kept run
+        # holds more energy than its price.
+        budget = self.numbers - 1
+        low = (flat.topk(min(budget, c * t), 1).values[:, -1] / 2 if budget < c * t
+               else torch.zeros_like(flat[:, 0])).clamp_min(tiny).log()
+        high = torch.maximum((flat.sum(1) / max(budget, 1)).clamp_min(tiny).log(), low + 1e-3)
         steps = torch.arange(1, self.candidates + 1, device=energy.device)[:, None] / (self.candidates + 1)
         for _ in range(self.rounds):
             grid = torch.lerp(low[None], high[None], steps)  # [G, B], strictly between low and high
-            rate, _ = self.runs((scale + grid).exp().repeat_interleave(c, 1), rows)
-            fits = rate.view(self.candidates, b, c).sum(2) <= self.numbers - 1
+            rate = self.runs(grid.exp().repeat_interleave(c, 1), rows)
+            fits = rate.view(self.candidates, b, c).sum(2) <= budget
             bounds = torch.cat([low[None], grid, high[None]])
             first = torch.cat([fits, fits.new_ones(1, b)]).int().argmax(0) + 1  # the lowest price that fits
             high = bounds.gather(0, first[None])[0]
             low = bounds.gather(0, (first - 1)[None])[0]
-        _, (take, start) = self.runs((scale + high).exp().repeat_interleave(c)[None], rows)
-        return self.backtrack(take[0], start[0]).view(b, c, t)
+        take, start = self.runs(high.exp().repeat_interleave(c)[None], rows, backtrack=True)
+        return self.backtrack(take[:, 0], start[:, 0]).view(b, c, t)
 
     @staticmethod
-    def runs(price: torch.Tensor, energy: torch.Tensor):
-        """Per row of `energy` [N, T] and price [G, N]: the runs minimising dropped energy + price x
-        (values + descriptors). Returns their numbers [G, N] and, for backtracking, whether frame i
-        ends a run and where that run starts ([G, N, T] each)."""
+    def runs(price: torch.Tensor, energy: torch.Tensor, backtrack: bool = False):
+        """Per row of `energy` [N, T] and price [G, N]: the numbers [G, N] (values + descriptors) of
+        the runs minimising dropped energy + price x numbers; with `backtrack`, instead, whether frame
+        i ends a run and where that run starts ([T, G, N] each)."""
         g, n = price.shape
         frames = energy.shape[1]
+        energy = energy.t().contiguous()
+        multiple = price * torch.arange(frames + 2, device=price.device, dtype=price.dtype)[:, None, None]
         cost = price.new_zeros(g, n)  # the best over frames before i
         rate = price.new_zeros(g, n)
         open_cost, open_rate = cost.clone(), rate.clone()  # min over s <= i of cost[s] - price s
-        open_start = torch.zeros(g, n, dtype=torch.long, device=energy.device)
-        take = torch.empty(g, n, frames, dtype=torch.bool, device=energy.device)
-        start = torch.empty(g, n, frames, dtype=torch.long, device=energy.device)
+        if backtrack:
+            open_start = torch.zeros(g, n, dtype=torch.long, device=energy.device)
+            take = torch.empty(frames, g, n, dtype=torch.bool, device=energy.device)
+            start = torch.empty(frames, g, n, dtype=torch.long, device=energy.device)
         for i in range(1, frames + 1):
-            drop = cost + energy[:, i - 1]
-            run = open_cost + price * (i + 1)  # a run from open_start to i - 1: i - s values, 1 descriptor
+            drop = cost + energy[i - 1]
+            run = open_cost + multiple[i + 1]  # a run from open_start to i - 1: i - s values, 1 descriptor
             ends = run < drop
-            take[..., i - 1], start[..., i - 1] = ends, open_start
-            rate = torch.where(ends, open_rate + i + 1, rate)
-            cost = torch.where(ends, run, drop)
-            better = cost - price * i < open_cost
-            open_cost = torch.where(better, cost - price * i, open_cost)
+            cost = torch.minimum(run, drop)
+            rate = torch.where(ends, open_rate + (i + 1), rate)
+            shifted = cost - multiple[i]
+            better = shifted < open_cost
+            open_cost = torch.minimum(open_cost, shifted)
             open_rate = torch.where(better, rate - i, open_rate)
-            open_start = torch.where(better, i, open_start)
-        return rate, (take, start)
+            if backtrack:
+                take[i - 1], start[i - 1] = ends, open_start
+                open_start = open_start.masked_fill(better, i)
+        return (take, start) if backtrack else rate
 
     @staticmethod
     def backtrack(take: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        n, frames = take.shape
+        """The kept mask [N, T] from `runs`' tables for one price ([T, N] each)."""
+        frames, n = take.shape
         rows = torch.arange(n, device=take.device)
+        take, start = take.t(), start.t()
         edges = torch.zeros(n, frames + 1, dtype=torch.long, device=take.device)
         at = torch.full((n,), frames, device=take.device)  # frames before `at` are still to decide
         for _ in range(frames):
