@@ -15,12 +15,17 @@ sine-window MDCT with hop 245, with their positions (3300 numbers). On `make ben
   grid of kept coefficients and their mask predicts the dropped ones (kept ones pass through
   exactly), trained for --fill-minutes on random 3 s crops of the training songs with the
   normalised MSE.
+- **The best linear fill-in** (closed form, not trained): each dropped coefficient predicted from
+  the kept ones around it (9 bins x 7 frames, dropped ones as zeros, scaled by the segment's
+  RMS) by weights fitted by least squares on the training songs, one set per parity of bin and
+  frame (the MDCT's signs alternate with both) and per fifth of the band. What a linear decoder
+  can recover of what the code dropped, at best.
 - **Several hops, one joint top-k** (not learned): the union of MDCTs with hops 63, 245 and 735,
   1650 coefficients chosen jointly by normalised iterative hard thresholding. Positions then
   index a three-times larger grid (2 more bits each).
 
 With --select runs, the code under test is experiment=best's today: runs of frames per channel
-in the same 3300 numbers (aerecon.models.selection.Runs), and only the fill-in decoder is probed.
+in the same 3300 numbers (aerecon.models.selection.Runs), and only the fill-in decoders are probed.
 
 Writes experiments/results/learned_gain.md (learned_gain_runs.md with --select runs) and prints it.
 """
@@ -136,6 +141,42 @@ def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float, select
     return fill, steps
 
 
+def linear_fill(songs: list[np.ndarray], bank: Filterbank, select, bins: int = 4, frames: int = 3):
+    """Least-squares weights from the kept neighbourhood to each dropped coefficient (see above)."""
+
+    def neighbours(kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scale = kept.square().flatten(1).mean(1).sqrt().clamp_min(1e-8)[:, None, None]
+        grid = F.unfold((kept / scale)[:, None], (2 * bins + 1, 2 * frames + 1), padding=(bins, frames))
+        c, t = kept.shape[1:]
+        parity = torch.arange(c)[:, None] % 2 * 2 + torch.arange(t) % 2
+        group = (parity + 4 * (torch.arange(c)[:, None] * 5 // c)).flatten()  # 20 groups
+        return grid.transpose(1, 2), group, scale
+
+    size = (2 * bins + 1) * (2 * frames + 1)
+    gram, moment = torch.zeros(20, size, size, dtype=torch.float64), torch.zeros(20, size, dtype=torch.float64)
+    with torch.no_grad():
+        for x in torch.cat([segments(s, step=SEGMENT // 2) for s in songs]).split(64):
+            z = bank.analyse(x)
+            kept = select(z)
+            grid, group, scale = neighbours(kept)
+            target, dropped = (z / scale).flatten(1), (kept == 0).flatten(1)
+            for g in range(20):
+                rows = dropped & (group == g)
+                inputs = grid[rows].double()
+                gram[g] += inputs.T @ inputs
+                moment[g] += inputs.T @ target[rows].double()
+    weights = torch.linalg.solve(gram + 1e-6 * torch.eye(size), moment).float()
+
+    def code(x: torch.Tensor) -> torch.Tensor:
+        z = bank.analyse(x)
+        kept = select(z)
+        grid, group, scale = neighbours(kept)
+        guess = (grid * weights[group]).sum(2).view_as(z) * scale
+        return bank.synthesise(torch.where(kept == 0, guess, kept))
+
+    return code
+
+
 def joint_code(banks: list[Filterbank], iterations: int):
     """Normalised iterative hard thresholding over the union of the filterbanks (a tight frame)."""
 
@@ -186,6 +227,8 @@ def main() -> None:
         fill, steps = train_fill(songs["train"], bank, args.fill_minutes, select)
         row(f"{name.split(' (')[0]} + fill-in decoder ({args.fill_minutes:g} min, {steps} steps of 16)",
             lambda x: bank.synthesise(fill(select(bank.analyse(x)))), on_train=False)
+    row(f"{name.split(' (')[0]} + best linear fill-in (least squares, not trained)",
+        linear_fill(songs["train"], bank, select))
     for hops in ((245, 980), (63, 245, 735)) if topk else ():
         row(f"hops {'+'.join(map(str, hops))}, joint top-1650 ({args.iterations} iterations, not learned)",
             joint_code([Filterbank(h) for h in hops], args.iterations), on_train=False)
