@@ -1,4 +1,4 @@
-"""Where could training add SNR to the sparse MDCT code of `experiment=best`? Three probes.
+"""Where could training add SNR to the sparse MDCT code of `experiment=best`? Four probes.
 
     python experiments/learned_gain.py [--data data/nexuiz] [--fill-minutes 10] [--select topk|runs]
 
