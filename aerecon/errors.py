@@ -1,7 +1,6 @@
 """Errors a user can cause. Entry points print their message instead of a traceback."""
 
 import errno
-import logging
 import os
 import signal
 import sys
@@ -55,8 +54,11 @@ class NumericalError(AereconError):
     """Training diverged (a NaN or Inf loss); the message names where and what to change."""
 
 
-class Stopped(AereconError):
-    """The user (or a scheduler) stopped the run with a signal; the message says how to resume."""
+class Stopped(BaseException):
+    """The user (or a scheduler) stopped the run with a signal; the message says how to resume.
+
+    Not an Exception, as KeyboardInterrupt is not: no `except Exception` (a decoder's failure
+    taken for a bad file, a store client's for a bad URL, logging's for a bad line) swallows it."""
 
     label = "stopped"
 
@@ -65,10 +67,10 @@ class Stopped(AereconError):
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
-def user_error(error: BaseException) -> AereconError | None:
-    """The AereconError behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
+def user_error(error: BaseException) -> AereconError | Stopped | None:
+    """The AereconError (or stop) behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
     while error is not None:
-        if isinstance(error, AereconError):
+        if isinstance(error, (AereconError, Stopped)):
             return error
         error = error.__cause__ or error.__context__
     return None
@@ -84,7 +86,7 @@ def exit_on_user_error():
         print("aerecon: stopped: SIGINT outside a training epoch; every file written so far is complete",
               file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
-    except Exception as error:
+    except (Exception, Stopped) as error:
         found = user_error(error) or disk_error(error, "Free some space (or make the folder writable), then run the "
                                                         "same command again")
         if found is None:
@@ -125,17 +127,10 @@ def sigterm_stops(message: Callable[[], str]):
         forwarding.forward(signum)
         raise Stopped(f"{signal.Signals(signum).name} {message()}", signum)
 
-    def handle_error(handler: logging.Handler, record: logging.LogRecord) -> None:
-        if isinstance(sys.exc_info()[1], Stopped):  # a signal that lands while a line is logged still stops
-            raise
-        log_error(handler, record)
-
-    previous, log_error = signal.signal(signal.SIGTERM, stop), logging.Handler.handleError
-    logging.Handler.handleError = handle_error  # logging would print what emit raised, and carry on
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield forwarding
     except KeyboardInterrupt:  # Ctrl+C: the same message, with its own signal
         raise Stopped(f"SIGINT {message()}", signal.SIGINT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-        logging.Handler.handleError = log_error

@@ -207,3 +207,33 @@ def test_a_sigterm_that_lands_while_a_line_is_logged_still_stops(capsys):
         log.handlers.clear()
     assert "Logging error" not in capsys.readouterr().err
     assert logging.Handler.handleError is handle_error and signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_sigterm_while_a_song_is_decoded_stops_instead_of_skipping_the_song(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+
+    from aerecon import audio
+    from aerecon.data.cache import WaveformCache
+    from aerecon.errors import sigterm_stops
+
+    root = tmp_path / "music"
+    root.mkdir()
+    song = root / "song.wav"
+    sf.write(song, np.sin(np.arange(8000) / 10).astype(np.float32), 8000)
+    check = audio.check_header
+
+    def signal_while_decoding(info):  # the signal lands inside the decoder, as a scheduler's may
+        os.kill(os.getpid(), signal.SIGTERM)
+        check(info)
+
+    monkeypatch.setattr(audio, "check_header", signal_while_decoding)
+    cache = WaveformCache(tmp_path / "cache", 4000)
+    with pytest.raises(Stopped, match="SIGTERM now"):
+        with sigterm_stops(lambda: "now"):
+            cache.build(root, [song])
+            pytest.fail("the run went on after the signal")
+    assert not list((tmp_path / "cache").rglob("*.npy*"))  # nothing half-written
+    monkeypatch.setattr(audio, "check_header", check)
+    songs, skipped = cache.build(root, [song])  # the song was not taken for a bad file: the next run decodes it
+    assert [s.name for s in songs] == ["song.wav"] and not skipped and songs[0].num_samples == 4000
