@@ -100,6 +100,11 @@ def fit_rotation(train: torch.Tensor, bank: Filterbank, steps: int, log) -> torc
     return rotation.float()
 
 
+def rms(kept: torch.Tensor) -> torch.Tensor:
+    """Each segment's RMS over its grid [B, 1, 1]: the fill-ins work on scale-free coefficients."""
+    return kept.square().flatten(1).mean(1).sqrt().clamp_min(1e-8)[:, None, None]
+
+
 class Fill(nn.Module):
     """Predicts the dropped coefficients from the kept ones and their mask; scale-equivariant."""
 
@@ -115,7 +120,7 @@ class Fill(nn.Module):
 
     def forward(self, kept: torch.Tensor) -> torch.Tensor:
         mask = (kept != 0).to(kept.dtype)
-        scale = kept.square().flatten(1).mean(1).sqrt().clamp_min(1e-8)[:, None, None]
+        scale = rms(kept)
         guess = self.net(torch.stack([kept / scale, mask], 1)).squeeze(1) * scale
         return kept + (1 - mask) * guess
 
@@ -141,26 +146,28 @@ def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float, select
     return fill, steps
 
 
-def linear_fill(songs: list[np.ndarray], bank: Filterbank, select, bins: int = 4, frames: int = 3):
+def linear_fill(songs: list[np.ndarray], bank: Filterbank, select, bins: int = 4, frames: int = 3, bands: int = 5):
     """Least-squares weights from the kept neighbourhood to each dropped coefficient (see above)."""
+    groups = 4 * bands  # parity of bin and frame, per band
 
     def neighbours(kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        scale = kept.square().flatten(1).mean(1).sqrt().clamp_min(1e-8)[:, None, None]
+        scale = rms(kept)
         grid = F.unfold((kept / scale)[:, None], (2 * bins + 1, 2 * frames + 1), padding=(bins, frames))
         c, t = kept.shape[1:]
         parity = torch.arange(c)[:, None] % 2 * 2 + torch.arange(t) % 2
-        group = (parity + 4 * (torch.arange(c)[:, None] * 5 // c)).flatten()  # 20 groups
+        group = (parity + 4 * (torch.arange(c)[:, None] * bands // c)).flatten()
         return grid.transpose(1, 2), group, scale
 
     size = (2 * bins + 1) * (2 * frames + 1)
-    gram, moment = torch.zeros(20, size, size, dtype=torch.float64), torch.zeros(20, size, dtype=torch.float64)
+    gram = torch.zeros(groups, size, size, dtype=torch.float64)
+    moment = torch.zeros(groups, size, dtype=torch.float64)
     with torch.no_grad():
         for x in torch.cat([segments(s, step=SEGMENT // 2) for s in songs]).split(64):
             z = bank.analyse(x)
             kept = select(z)
             grid, group, scale = neighbours(kept)
             target, dropped = (z / scale).flatten(1), (kept == 0).flatten(1)
-            for g in range(20):
+            for g in range(groups):
                 rows = dropped & (group == g)
                 inputs = grid[rows].double()
                 gram[g] += inputs.T @ inputs

@@ -33,7 +33,7 @@ from learned_gain import RATE, SEGMENT, mean_snr, segments  # noqa: E402
 
 def encode_ms(net: SparseConvAutoencoder, batch: torch.Tensor) -> float:
     times = []
-    for repeat in range(23):
+    for _ in range(23):
         started = time.perf_counter()
         net.encode(batch)
         times.append(time.perf_counter() - started)

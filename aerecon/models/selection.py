@@ -68,7 +68,7 @@ class Runs(nn.Module):
         # above the total energy over the budget, fewer numbers are kept than fit, as each kept run
         # holds more energy than its price.
         budget = self.numbers - 1
-        low = (flat.topk(min(budget, c * t), 1).values[:, -1] / 2 if budget < c * t
+        low = (flat.topk(budget, 1).values[:, -1] / 2 if budget < c * t
                else torch.zeros_like(flat[:, 0])).clamp_min(tiny).log()
         high = torch.maximum((flat.sum(1) / max(budget, 1)).clamp_min(tiny).log(), low + 1e-3)
         steps = torch.arange(1, self.candidates + 1, device=energy.device)[:, None] / (self.candidates + 1)
@@ -119,13 +119,12 @@ class Runs(nn.Module):
         """The kept mask [N, T] from `runs`' tables for one price ([T, N] each)."""
         frames, n = take.shape
         rows = torch.arange(n, device=take.device)
-        take, start = take.t(), start.t()
         edges = torch.zeros(n, frames + 1, dtype=torch.long, device=take.device)
         at = torch.full((n,), frames, device=take.device)  # frames before `at` are still to decide
         for _ in range(frames):
             last = (at - 1).clamp_min(0)
-            ends = take[rows, last] & (at > 0)
-            begin = start[rows, last]
+            ends = take[last, rows] & (at > 0)
+            begin = start[last, rows]
             edges[rows, torch.where(ends, begin, frames)] += ends.long()
             edges[rows, last + 1] -= ends.long()
             at = torch.where(ends, begin, (at - 1).clamp_min(0))
