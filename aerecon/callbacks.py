@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from aerecon.errors import ConfigError, Stopped
@@ -78,6 +78,24 @@ class ProgressBar(RichProgressBar):
                           dataloader_idx: int = 0) -> None:
         if self._due(batch_idx, trainer.num_test_batches[dataloader_idx]):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+class ModelSize(ModelSummary):
+    """One line with the model's size when a run starts; `table=True` prints Lightning's table of
+    every layer (to `max_depth`) instead."""
+
+    def __init__(self, table: bool = False, max_depth: int = 3):
+        super().__init__(max_depth=max_depth)
+        self.table = table
+
+    def summarize(self, summary_data, total_parameters: int, trainable_parameters: int, model_size: float,
+                  total_training_modes, total_flops: int = 0, **kwargs) -> None:
+        if self.table:
+            super().summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                              total_flops, **kwargs)
+            return
+        log.info("Model: %s parameters (%s trainable), %.1f MB as float32; callbacks.model_summary.table=true "
+                 "lists its layers", f"{total_parameters:,}", f"{trainable_parameters:,}", model_size)
 
 
 class RNGState(L.Callback):

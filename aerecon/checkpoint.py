@@ -1,11 +1,14 @@
-"""Reading aerecon checkpoints safely (weights_only) without loading all their tensors."""
+"""Reading aerecon checkpoints as data: tensors and plain values only (weights_only), and a config
+that may name only aerecon's own components, checked before anything is built from it."""
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from aerecon import segment_samples
 from aerecon.errors import ConfigError, DiskError
 from aerecon.files import atomic_write
 
@@ -55,8 +58,88 @@ def upgrade_state_dict(state: dict) -> dict:
             for k, v in state.items()}
 
 
+# Everything a checkpoint's `model` and `data` (the parts built from it) may name as a `_target_`:
+# the components aerecon's own configs build there. Anything else (a file writer, a shell, any
+# other callable) is refused, never called.
+BUILT = ("model", "data")
+COMPONENTS = frozenset({
+    "aerecon.models.AutoencoderModule",
+    "aerecon.models.FCAutoencoder", "aerecon.models.ConvAutoencoder", "aerecon.models.ResConvAutoencoder",
+    "aerecon.models.SparseConvAutoencoder", "aerecon.models.LowpassRFFT", "aerecon.models.FourierTopK",
+    "aerecon.models.FourierSparse", "aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck",
+    "aerecon.representation.RFFT", "aerecon.representation.Raw", "aerecon.representation.MuLaw",
+    "aerecon.losses.MSELoss", "aerecon.losses.MultiResolutionSTFTLoss", "aerecon.losses.WeightedSum",
+    "aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule", "aerecon.data.stream.StreamDataModule",
+    "torch.optim.Adam", "torch.optim.Adafactor", "torch.optim.lr_scheduler.ReduceLROnPlateau",
+})
+ZIP, GZIP, PICKLE = b"PK\x03\x04", b"\x1f\x8b", b"\x80"
+
+
+def check_components(node, path, key: str = "") -> None:
+    """Refuses a config that names anything but aerecon's components, or holds an interpolation
+    (a saved config is resolved, so one would only be there to run a resolver)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            where = f"{key}.{name}" if key else str(name)
+            if name == "_target_" and value not in COMPONENTS:
+                raise ConfigError(f"ckpt_path={path}: its config names {where}={value!r}, which is not one of "
+                                  "aerecon's components; nothing was built from it. Use a checkpoint aerecon wrote")
+            check_components(value, path, where)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_components(value, path, f"{key}[{i}]")
+    elif isinstance(node, str) and "${" in node:
+        raise ConfigError(f"ckpt_path={path}: its config holds an interpolation at {key} ({node[:60]!r}); aerecon "
+                          "saves configs resolved, so the file was edited. Use a checkpoint aerecon wrote")
+
+
+def check_lengths(config: dict, path) -> None:
+    """The network's input length is the data's segment length; a checkpoint that says otherwise
+    would run the model on segments it was never trained on."""
+    data, net = config.get("data"), (config.get("model") or {}).get("net")
+    if not isinstance(data, dict) or not isinstance(net, dict) or "input_length" not in net:
+        return
+    rate, seconds, length = data.get("sample_rate"), data.get("segment_seconds"), net["input_length"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (rate, seconds, length))
+    if not numbers or segment_samples(rate, seconds) != length:
+        raise ConfigError(f"ckpt_path={path}: its settings disagree: data.sample_rate={rate} and "
+                          f"data.segment_seconds={seconds} make segments of "
+                          f"{segment_samples(rate, seconds) if numbers else '?'} samples, but "
+                          f"model.net.input_length={length}. The file was edited; use the run's own checkpoint")
+
+
+def what_it_is(path: Path, error: BaseException) -> str:
+    """Why a file torch cannot read as weights is not a checkpoint, in a user's words."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty (0 bytes), not a checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(ZIP):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return f"is a truncated or damaged checkpoint ({size} bytes): its end is missing or overwritten"
+        if not any(name.endswith("/data.pkl") for name in names):
+            return "is a zip archive, not a PyTorch checkpoint"
+        if "Unsupported global" in str(error) or "weights_only" in str(error):
+            found = str(error).split("GLOBAL ", 1)[-1].split(" ", 1)[0] if "GLOBAL " in str(error) else "an object"
+            return (f"holds pickled Python objects ({found}) that would run code when loaded, so aerecon does not "
+                    "load it; an aerecon checkpoint holds only tensors and plain values")
+        return f"is a damaged PyTorch checkpoint ({size} bytes): a part of it cannot be read"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "is a tar archive, not a checkpoint"
+    if head.startswith(GZIP):
+        return "is a gzip-compressed file, not a checkpoint; decompress it first if it holds one"
+    if head.startswith(PICKLE):
+        return "is a pickle in PyTorch's legacy format, which aerecon cannot read as plain weights"
+    return "is not a PyTorch checkpoint (it is not the zip archive torch.save writes)"
+
+
 def load_checkpoint_config(path: str | Path) -> dict:
-    """The resolved run config stored in an aerecon checkpoint; a clear error for anything else."""
+    """The resolved run config stored in an aerecon checkpoint, checked to be data; a clear error
+    for anything else."""
     path = Path(path).expanduser()
     if path.is_dir():
         inside = next((p for p in (path / "checkpoints/last.ckpt", path / "last.ckpt") if p.is_file()), None)
@@ -65,17 +148,29 @@ def load_checkpoint_config(path: str | Path) -> dict:
             "e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"))
     if not path.is_file():
         raise ConfigError(f"ckpt_path={path} does not exist; e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
-    try:
-        # mmap: a thesis checkpoint is 8 GB; only the small config is actually read.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:
-        raise ConfigError(f"ckpt_path={path} is not a readable PyTorch checkpoint ({error})") from error
+    checkpoint = read(path)
     config = checkpoint.get("aerecon", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict):
-        raise ConfigError(f"ckpt_path={path} is not an aerecon checkpoint (it carries no aerecon config)")
+        other = isinstance(checkpoint, dict) and any(k.startswith("pytorch-lightning") for k in checkpoint)
+        raise ConfigError(f"ckpt_path={path} is not an aerecon checkpoint (" + (
+            "a Lightning checkpoint of another project: " if other else "") + "it carries no aerecon config)")
+    for key in BUILT:  # the training run's callbacks, trainer and logger are a record, never built
+        check_components(config.get(key), path, key)
     if isinstance(config.get("model"), dict):
         config["model"] = upgrade_model_config(config["model"])
+    check_lengths(config, path)
     return config
+
+
+def read(path: Path) -> Any:
+    """torch.load of plain data, memory-mapped (a thesis checkpoint is 8 GB; only what is used is
+    read), with a user's words for a file that is not a checkpoint."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except OSError as error:
+        raise ConfigError(f"ckpt_path={path} cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # torch raises many types for a file that is not its format
+        raise ConfigError(f"ckpt_path={path} {what_it_is(path, error)}") from None
 
 
 def check_weights(model: torch.nn.Module, state: dict, path: str | Path) -> None:
@@ -101,8 +196,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
     config = load_checkpoint_config(path)
     model = build(config["model"])
-    state = upgrade_state_dict(torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True,
-                                          mmap=True)["state_dict"])
+    state = upgrade_state_dict(read(Path(path).expanduser()).get("state_dict") or {})
     check_weights(model, state, path)
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -37,6 +37,16 @@ def optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
     return lambda v: v is None or check(v)
 
 
+def boolean(v) -> bool:
+    """true or false (or Hydra's spellings of them, which arrive as bools); `no`, `off`, `0` arrive
+    as a string or a number, which Python would take as true or false by accident."""
+    return isinstance(v, bool)
+
+
+def booleans(*keys: str) -> dict:
+    return {key: (boolean, "true or false", f"{key}=true") for key in keys}
+
+
 def max_epochs(v) -> bool:  # Lightning: -1 (or null with no other limit) trains until stopped
     return v is None or v == -1 or whole(1)(v)
 
@@ -73,7 +83,13 @@ TRAIN = {
                                                         "callbacks.reconstruction_preview.every_n_epochs=5"),
     "callbacks.reconstruction_preview.max_seconds": (positive, "seconds above 0",
                                                      "callbacks.reconstruction_preview.max_seconds=30"),
-}
+    "trainer.deterministic": (lambda v: isinstance(v, bool) or v == "warn", "true, false or warn",
+                              "trainer.deterministic=true"),
+} | booleans("test", "plan.verbose", "model.gradient_checkpointing", "representation.quantize",
+             "trainer.enable_progress_bar", "trainer.use_distributed_sampler", "logger.default_hp_metric",
+             "loss.terms.mse.normalized", "callbacks.model_checkpoint.save_last",
+             "callbacks.model_checkpoint.auto_insert_metric_name", "callbacks.early_stopping.check_on_train_epoch_end",
+             "callbacks.model_summary.table")
 EVALUATE = {
     "batch_size": (whole(1), "a whole number of segments per pass, at least 1", "batch_size=40"),
     "max_media_songs": (optional(whole(0)), "a whole number of songs, 0 or more, or null (every song)",
@@ -81,8 +97,9 @@ EVALUATE = {
     "stitch.notches": (whole(1), "a whole number, at least 1", "stitch.notches=8"),
     "stitch.overlap": (lambda v: _number(v) and 0 <= v <= 0.5, "a fraction from 0 to 0.5", "stitch.overlap=0.5"),
     "stitch.window": (lambda v: v in ("notched", "crossfade"), "notched or crossfade", "stitch.window=notched"),
-    "butt_joined": (lambda v: isinstance(v, bool), "true or false", "butt_joined=true"),
-}
+} | booleans("butt_joined")
+RECONSTRUCT = {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")} | {
+    "block_seconds": (positive, "seconds above 0", "block_seconds=60")} | booleans("overwrite")
 
 
 def _value(cfg: DictConfig, key: str):

@@ -4,9 +4,11 @@ import errno
 import os
 import signal
 import sys
+import shutil
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class AereconError(Exception):
@@ -76,6 +78,36 @@ def user_error(error: BaseException) -> AereconError | Stopped | None:
     return None
 
 
+def message_of(error: BaseException) -> str:
+    """An error's message; for one raised in a DataLoader worker (which torch raises again in the
+    main process with the worker's traceback as its message), the worker's own message."""
+    text = str(error)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
+def cause(error: BaseException, kinds) -> BaseException | None:
+    """The first error of `kinds` in `error`'s chain of causes (a library that wraps what it caught
+    in its own exception keeps the original there), or None."""
+    while error is not None:
+        if isinstance(error, kinds):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def reraise_stop_or_disk(error: BaseException, target) -> None:
+    """Raises the stop, or a full or read-only disk as a DiskError naming `target`, that a library
+    wrapped in an exception of its own; returns for any other error."""
+    found = cause(error, (Stopped, KeyboardInterrupt, OSError))
+    if isinstance(found, (Stopped, KeyboardInterrupt)):
+        raise found from None
+    if isinstance(found, OSError) and found.errno in DISK_ERRNOS:
+        raise DiskError(f"cannot write {target} ({found.strerror or found}); nothing was written") from None
+
+
 @contextmanager
 def exit_on_user_error():
     """In an entry point: a user's mistake prints one `aerecon: error: ...` line and exits 2;
@@ -92,8 +124,30 @@ def exit_on_user_error():
         if found is None:
             raise
         if not (isinstance(found, Stopped) and os.environ.get("LOCAL_RANK", "0") != "0"):  # DDP: rank 0 says it
-            print(f"aerecon: {found.label}: {found}", file=sys.stderr)
+            print(f"aerecon: {found.label}: {message_of(found)}", file=sys.stderr)
+        if not isinstance(found, Stopped):
+            remove_refused_run()
         sys.exit(found.exit_code)
+
+
+def remove_refused_run() -> None:
+    """A run refused before it wrote anything leaves no folder to clutter TensorBoard and reports:
+    its folder goes when it holds only Hydra's record of the command and the log (and then its
+    parents up to the working folder, where they are left empty)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    run, here = Path(HydraConfig.get().runtime.output_dir).absolute(), Path.cwd().absolute()
+    if run == here or here not in run.parents or not (run / ".hydra").is_dir():
+        return
+    if any(p.name != ".hydra" and not (p.is_file() and p.suffix == ".log") for p in run.iterdir()):
+        return
+    shutil.rmtree(run, ignore_errors=True)
+    for parent in run.parents:
+        if parent == here or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 class Forwarding:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from aerecon import CONF_DIR, __version__
-from aerecon.errors import ConfigError, exit_on_user_error, sigterm_stops
+from aerecon.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
 from aerecon.inference import Autoencoder, load
 from aerecon.quiet import silence_third_party
 from aerecon.representation import RFFT
@@ -145,9 +145,18 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
     noise = torch.Generator().manual_seed(0)
     traced_with = 0.1 * torch.randn(2, 1, model.segment_samples, generator=noise)
     checked_on = 0.1 * torch.randn(3, 1, model.segment_samples, generator=noise)
+    # a full disk can abort TorchScript's writer outright, so the room is checked first
+    need = 2 * sum(t.nbytes for t in model.module.state_dict().values()) + 2**20
+    free = shutil.disk_usage(output.parent).free
+    if free < need:
+        raise DiskError(f"cannot write output={output} (No space left on device: the export needs about "
+                        f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); nothing was written")
     staging = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as error:
+        raise DiskError(f"cannot write output={output} ({error.strerror or error}); nothing was written") from None
     try:
         errors, ties = {}, False
         with torch.no_grad():
@@ -158,6 +167,7 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
                     write(part, example, path)
                     exported = run(path, check)
                 except Exception as error:  # the exporters raise many types; the reason is in the message
+                    reraise_stop_or_disk(error, f"output={output}")
                     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                     raise ConfigError(f"the {name} of {type(model.module.net).__name__} cannot be exported to "
                                       f"{fmt} ({reason[:300]}); try format="

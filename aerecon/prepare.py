@@ -22,14 +22,17 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shlex
 import shutil
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import numpy as np
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR, is_url
@@ -45,6 +48,10 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # of aerecon.json and the items
 INFO = "aerecon.json"
 INDEX = "index.json"  # LitData's, written last: a split with one is complete
+LOCK = ".prepare.lock"
+# What aerecon-prepare writes at the top of its output (a file's temporary twin included); anything
+# else there is the user's, and is never replaced.
+OWN = re.compile(rf"(aerecon\.json|data_report\.tsv|\.sent\.json|(train|val|test)(\.sha1)?)(\.\d+\.tmp)?|{re.escape(LOCK)}")
 
 
 def segment_item(spec: list) -> dict:
@@ -82,6 +89,7 @@ def check(cfg: DictConfig) -> Path:
     output = staging(cfg) if is_url(cfg.output) else Path(str(cfg.output)).expanduser().absolute()
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output={output} is a file; name a folder")
+    check_ownership(output)
     records = [(output, json.loads((output / INFO).read_text()))] if (output / INFO).is_file() else []
     if is_url(cfg.output) and (there := in_store(cfg.output, lambda: read_json(cfg.output, INFO))):
         records.append((cfg.output, there))
@@ -92,6 +100,39 @@ def check(cfg: DictConfig) -> Path:
             raise ConfigError(f"output={place} holds a corpus prepared with other settings ({'; '.join(differ)}); "
                               f"name a new folder")
     return output
+
+
+def check_ownership(output: Path) -> None:
+    """Refuses an output folder holding anything a prepare did not write: aerecon-prepare replaces
+    only its own files (a split folder is its own once its `<split>.sha1` stamp is written, which
+    comes after aerecon.json and before any chunk)."""
+    if not output.is_dir():
+        return
+    names = sorted(path.name for path in output.iterdir())
+    foreign = [name for name in names if not OWN.fullmatch(name)]
+    foreign += [split for split in SPLITS if split in names and (INFO not in names or f"{split}.sha1" not in names)]
+    foreign.sort()
+    if foreign:
+        shown = ", ".join(f"{name}/" if (output / name).is_dir() else name for name in foreign[:3])
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ConfigError(f"output={output} holds {shown}{more}, which aerecon-prepare did not write; it never "
+                          f"replaces files it did not write: name a new or empty folder, e.g. "
+                          f"output={output.with_name(output.name + '_prepared')}")
+
+
+@contextmanager
+def exclusive(output: Path):
+    """Within: this process is the only aerecon-prepare writing into `output`."""
+    lock = FileLock(str(output / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"output={output}: another aerecon-prepare is writing there now; wait for it to finish, "
+                          f"or name another folder") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def staging(cfg: DictConfig) -> Path:
@@ -181,9 +222,12 @@ def prepare(cfg: DictConfig) -> Path:
     except OSError as error:
         raise ConfigError(f"output={output}: cannot create it ({error.strerror or error})") from None
     try:
-        _prepare(cfg, output)
+        with exclusive(output):
+            check_ownership(output)  # again, now that no other prepare can be writing
+            _prepare(cfg, output)
     except BaseException:
-        if created and output.is_dir() and not any(output.iterdir()):  # nothing of this run to keep
+        if created and output.is_dir() and not [p for p in output.iterdir() if p.name != LOCK]:  # nothing to keep
+            (output / LOCK).unlink(missing_ok=True)
             output.rmdir()
         raise
     if is_url(cfg.output):
@@ -229,9 +273,30 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
         write_split(specs, target, cfg.data.split_seed, cfg.chunk_megabytes, datamodule.cache.workers)
         log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
     write_info(output, settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
-                                        "splits": counts})
+                                        "splits": counts, "files": checksums(output)})
     log.info("Wrote %s: %s", output,
              ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()))
+
+
+def checksums(output: Path) -> dict[str, dict]:
+    """Size and SHA-256 of every file of the splits (chunks and indexes), which data=stream checks
+    before it trains on them and a rerun compares with what an object store holds; unchanged files
+    (same size and modification time) keep the hash recorded before."""
+    before = json.loads((output / INFO).read_text()).get("files", {}) if (output / INFO).is_file() else {}
+    files = {}
+    for split in SPLITS:
+        for path in sorted((output / split).glob("*")) if (output / split).is_dir() else []:
+            if not path.is_file():
+                continue
+            name, stat = path.relative_to(output).as_posix(), path.stat()
+            known = before.get(name, {})
+            if (known.get("size"), known.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
+                files[name] = known
+                continue
+            with open(path, "rb") as f:
+                files[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                               "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+    return files
 
 
 def write_info(output: Path, info: dict) -> None:

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR
 from aerecon.audio import Resampler, open_mono, write_wav
-from aerecon.checks import EVALUATE, check as check_settings, positive
+from aerecon.checks import RECONSTRUCT, check as check_settings
 from aerecon.errors import ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.inference import load
 from aerecon.quiet import silence_third_party
@@ -31,12 +31,11 @@ def check(cfg: DictConfig) -> tuple[Path, Path]:
     if target.exists() and (target.is_dir() or target.resolve() == source.resolve()):
         raise ConfigError(f"output={target} is " + ("a folder" if target.is_dir() else "the input file") +
                           f"; name a new file, e.g. output={target.with_name(source.stem + '.reconstruction.wav')}")
+    check_settings(cfg, RECONSTRUCT)
     if target.exists() and not cfg.overwrite:
         raise ConfigError(f"output={target} exists; add overwrite=true to replace it, or name another file")
     if cfg.rate not in RATES:
         raise ConfigError(f"rate={cfg.rate}: use model (the model's sample rate) or input (the input file's)")
-    check_settings(cfg, {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")}
-                   | {"block_seconds": (positive, "seconds above 0", "block_seconds=60")})
     if not target.parent.is_dir():
         raise ConfigError(f"output={target}: the folder {target.parent} does not exist")
     return source, target

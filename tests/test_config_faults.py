@@ -2,8 +2,14 @@
 that names the key and a valid example."""
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
-from conftest import TINY, run_cli
+from aerecon.checks import EVALUATE, RECONSTRUCT, TRAIN
+from aerecon.config import compose_train
+from conftest import CONF, TINY, run_cli
+from test_checkpoint_files import CHOICES
 from aerecon.errors import ConfigError
 from aerecon.train import train
 
@@ -39,6 +45,10 @@ from aerecon.train import train
     (["optimizer.lr=inf"], r"optimizer.lr=inf: must be a learning rate above 0"),
     (["data.segment_seconds=inf"], r"data.segment_seconds=inf: must be a positive length in seconds"),
     (["data.split={train:nan,val:1,test:1}"], r"data.split=\{'train': nan, .*\}: needs train, val, test weights"),
+    (["test=no"], r"test='no': must be true or false, e.g. test=true"),
+    (["trainer.enable_progress_bar=off"], r"trainer.enable_progress_bar='off': must be true or false"),
+    (["model.gradient_checkpointing=1"], r"model.gradient_checkpointing=1: must be true or false"),
+    (["trainer.deterministic=yes"], r"trainer.deterministic='yes': must be true, false or warn"),
     (["data.sample_rate=8", "data.segment_seconds=3"],
      r"data.segment_seconds=3 at data.sample_rate=8 is 24 samples, too short for the preview's window"),
     pytest.param(["trainer.accelerator=gpu"], r"trainer.accelerator=gpu: this torch sees no GPU here",
@@ -68,6 +78,7 @@ def test_number_faults_on_the_command_line_are_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("aerecon: error: data.batch_size='forty': must be a whole number of segments, "
                                      "at least 1, e.g. data.batch_size=40")
+    assert not (tmp_path / "logs").exists()  # a refused run leaves no folder behind
     result = run_cli(*TINY, "optimizer.lr=-1", cwd=tmp_path, app="aerecon.plan")
     assert result.returncode == 2 and "optimizer.lr=-1: must be a learning rate above 0" in result.stderr
 
@@ -86,3 +97,37 @@ def test_evaluate_names_a_missing_or_folder_checkpoint(tmp_path):
     assert result.returncode == 2 and "is a folder, not a checkpoint" in result.stderr
     result = run_cli("ckpt_path=x.ckpt", "batch_size=0", cwd=tmp_path, app="aerecon.evaluate")
     assert result.returncode == 2 and "batch_size=0: must be a whole number of segments per pass" in result.stderr
+
+
+def _booleans(node, key=""):
+    if isinstance(node, dict):
+        return [k for name, value in node.items() if not str(name).startswith("_")
+                for k in _booleans(value, f"{key}.{name}" if key else str(name))]
+    return [key] if isinstance(node, bool) else []
+
+
+def test_every_true_false_setting_of_every_command_is_checked_as_one():
+    found = {key for overrides in CHOICES for key in _booleans(OmegaConf.to_container(compose_train(overrides)))}
+    assert "test" in found and not found - TRAIN.keys(), sorted(found - TRAIN.keys())
+    for name, rules in (("evaluate", EVALUATE), ("reconstruct", RECONSTRUCT)):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            keys = set(_booleans(OmegaConf.to_container(compose(name))))
+        GlobalHydra.instance().clear()
+        assert keys and not keys - rules.keys(), (name, sorted(keys - rules.keys()))
+
+
+def test_overwrite_no_keeps_the_file(tmp_path):
+    from test_inference import FIXTURES
+
+    song, kept = tmp_path / "song.wav", tmp_path / "kept.wav"
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(song, np.full(400, 0.1), 2000)
+    kept.write_bytes(b"the user's own file")
+    for spelling in ("no", "off", "NO", "0"):
+        result = run_cli(f"ckpt_path={FIXTURES / 'fc.ckpt'}", f"input={song}", f"output={kept}", f"overwrite={spelling}",
+                         cwd=tmp_path, app="aerecon.reconstruct")
+        assert result.returncode == 2 and "must be true or false, e.g. overwrite=true" in result.stderr, result.stderr
+    assert kept.read_bytes() == b"the user's own file"

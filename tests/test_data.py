@@ -13,6 +13,7 @@ import torch
 
 from aerecon.audio import find_audio, load_audio
 from aerecon.data import AudioDataModule, DemoDataModule, assign_split
+from aerecon.data.segments import assign_splits
 from aerecon.data.cache import WaveformCache
 from aerecon.data.synth import ensure_demo_dataset, render_track
 from aerecon.errors import AudioError, ConfigError, DataError
@@ -87,6 +88,56 @@ def test_split_proportions_follow_the_weights():
     assert counts["train"] == pytest.approx(13000, rel=0.03)
     assert counts["val"] == pytest.approx(1300, rel=0.1)
     assert counts["test"] == pytest.approx(200, rel=0.25)
+
+
+THESIS_SPLIT = {"train": 1300, "val": 130, "test": 20}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_split_has_a_song_from_three_songs_on_and_adding_songs_moves_only_a_lent_one(seed):
+    names = [f"music/song{i:03d}.ogg" for i in range(400)]
+    own = {name: assign_split(name, THESIS_SPLIT, seed) for name in names}
+    previous = None
+    for n in (1, 2, *range(3, 40), 60, 100, 200, 400):
+        splits = assign_splits(names[:n], THESIS_SPLIT, seed)
+        counts = Counter(splits.values())
+        if n >= 3:
+            assert all(counts[split] >= 1 for split in ("train", "val", "test")), (n, counts)
+        else:
+            assert splits == {name: own[name] for name in names[:n]}
+        lent = [name for name in splits if splits[name] != own[name]]
+        assert len(lent) <= 2
+        if previous:  # a song that moves was lent before or after
+            moved = [name for name, split in previous.items() if splits[name] != split]
+            assert all(own[name] != previous[name] or own[name] != splits[name] for name in moved)
+        previous = splits
+    assert counts["train"] == pytest.approx(400 * 1300 / 1450, rel=0.05)  # the weights' proportions on a large folder
+
+
+@pytest.mark.parametrize("n", [3, 200])
+def test_a_folder_of_three_songs_or_more_splits_with_the_default_weights(tmp_path, n, caplog):
+    music = tmp_path / "music"
+    folder = music / "album"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        sf.write(folder / f"track{i:03d}.wav", 0.3 * np.sin(np.arange(3300) * (0.05 + 0.001 * i)), 1000)
+    dm = AudioDataModule(root=str(music), cache_dir=str(tmp_path / "cache"), sample_rate=1000, segment_seconds=3.0)
+    with caplog.at_level("INFO"):
+        dm.setup("fit")
+    assert all(len(dm.datasets[split]) >= 1 for split in ("train", "val", "test"))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Songs / segments per split"))
+    if n == 3:  # a split of a few songs is named
+        for split in ("val", "test"):
+            assert f"{split} 1 songs / 1 segments ({dm.songs[split][0].name})" in line
+    assert f"train {len(dm.songs['train'])} songs" in line
+
+
+def test_a_single_song_says_how_many_are_needed(tmp_path):
+    write_songs(tmp_path / "music", ["a.wav"], seconds=1.0, rate=1000)
+    dm = datamodule(tmp_path / "music", tmp_path / "cache", split={"train": 1300, "val": 130, "test": 20})
+    with pytest.raises(DataError, match="has no 0.5 s segments .* It takes 3 songs of at least 0.5 s "
+                                        r"\(one each for train, val and test\): add songs"):
+        dm.setup("fit")
 
 
 def test_cache_decodes_each_file_once_and_rebuilds_when_it_changes(tmp_path, monkeypatch):

@@ -105,3 +105,51 @@ def test_a_runs_code_exports_and_its_parts_reproduce_the_model(tmp_path, fmt):
     assert within_tolerance(code, model.encode(wave))[0] and (code[:, 0] > 0).all()  # some runs in every code
     out = run(tmp_path / "out" / info["decoder"]["file"], code)
     assert within_tolerance(out, model.decode(code))[0] and within_tolerance(out, model.module.reconstruct(wave))[0]
+
+
+def test_a_stop_or_a_full_disk_inside_an_exporter_is_reported_as_such_and_leaves_nothing(models, tmp_path, monkeypatch):
+    import errno
+
+    import aerecon.export as exporting
+    from aerecon.errors import DiskError, Stopped
+
+    write, run = exporting.WRITERS["onnx"]
+    for inner, caught, message in ((Stopped("SIGTERM while exporting; nothing was written", 15), Stopped, "SIGTERM"),
+                                   (KeyboardInterrupt(), KeyboardInterrupt, None),
+                                   (OSError(errno.ENOSPC, "No space left on device"), DiskError,
+                                    r"cannot write output=.*out \(No space left on device\); nothing was written")):
+        def wrapping(part, example, path, inner=inner):
+            try:
+                raise inner
+            except BaseException as error:  # as the exporters do: their own exception around what they caught
+                raise RuntimeError("Failed to export the model") from error
+
+        monkeypatch.setitem(exporting.WRITERS, "onnx", (wrapping, run))
+        with pytest.raises(caught, match=message):
+            export(models["fc"], "onnx", tmp_path / "out")
+        assert list(tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(exporting.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    with pytest.raises(DiskError, match=r"No space left on device: the export needs about 1 MiB, 0 MiB are free"):
+        export(models["fc"], "torchscript", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_while_exporting_stops_with_143_and_leaves_nothing(tmp_path):
+    import signal
+    import time
+
+    from test_inference import FIXTURES
+
+    proc = subprocess.Popen([sys.executable, "-m", "aerecon.export", f"ckpt_path={FIXTURES / 'resconv.ckpt'}",
+                             "format=onnx", f"output={tmp_path / 'exported'}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".exported.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.2)  # inside the exporter
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "aerecon: stopped: SIGTERM while exporting; nothing was written"
+    assert list(tmp_path.iterdir()) == []

@@ -47,6 +47,27 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(make_cfg, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=EPOCHS)
 
 
+def test_with_loader_workers_a_resume_mid_epoch_or_at_an_epoch_boundary_is_exact(make_cfg, tmp_path):
+    # workers take their first indices when the loader's iterator is made, before Lightning sets the epoch
+    overrides = ["model=conv", "optimizer.lr=3e-3", f"trainer.max_epochs={EPOCHS}", "test=false", "data.num_workers=2"]
+
+    def run(folder: str, *more: str):
+        cfg = make_cfg(*overrides, *more)
+        cfg.paths.run_dir = str(tmp_path / folder)
+        return train(cfg)
+
+    run("straight")
+    with pytest.raises(Stopped) as info:
+        run("stopped", "+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1",
+            "+callbacks.fault.batch=2", "+callbacks.fault.name=SIGINT")
+    assert info.value.exit_code == 128 + signal.SIGINT
+    run("stopped", f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=EPOCHS)
+    run("boundary", "trainer.max_epochs=1")
+    run("boundary", f"ckpt_path={tmp_path / 'boundary/checkpoints/last.ckpt'}")
+    assert_same_run(tmp_path / "straight", tmp_path / "boundary", epochs=EPOCHS)
+
+
 def cli(*args: str, cwd: Path, shared: dict, **options) -> subprocess.CompletedProcess:
     paths = [f"paths.{k}={v}" for k, v in shared.items()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}

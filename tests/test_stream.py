@@ -137,6 +137,19 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_exactly(make_cfg, corpus, tmp_
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)  # the epoch after the resumed one too
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_streamed_run_resumed_at_an_epoch_boundary_is_exact(make_cfg, corpus, tmp_path, workers):
+    straight = stream_cfg(make_cfg, corpus["prepared"], workers=workers)
+    straight.paths.run_dir = str(tmp_path / "straight")
+    train(straight)
+    first = stream_cfg(make_cfg, corpus["prepared"], "trainer.max_epochs=1", workers=workers)
+    first.paths.run_dir = str(tmp_path / "resumed")
+    train(first)
+    last = tmp_path / "resumed/checkpoints/last.ckpt"
+    train(stream_cfg(make_cfg, corpus["prepared"], f"ckpt_path={last}", workers=workers))
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed", epochs=3)
+
+
 def test_an_object_store_url_streams_through_the_chunk_cache(make_cfg, corpus, tmp_path):
     # LitData's `local:` scheme takes the remote path (download into the cache, eviction) from a folder
     plain = stream_cfg(make_cfg, corpus["prepared"], "trainer.max_epochs=1")
@@ -183,7 +196,7 @@ def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_reru
     first = {p: p.stat().st_mtime_ns for p in bucket.rglob("*") if p.is_file()}
     prepare(cfg)  # a rerun: the corpus is staged already, and only what the store lacks is sent
     files = {p.relative_to(staged): p.read_bytes() for p in staged.rglob("*") if p.is_file()
-             and ".checkpoints" not in p.parts}
+             and not any(part.startswith(".") for part in p.relative_to(staged).parts)}  # the writer's own
     assert {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()} == files
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in first.items())
     streamed = stream_module(f"local:{bucket}", jitter=0.5, seed=3, cache_dir=str(tmp_path / "c1"))
@@ -393,3 +406,95 @@ def test_songs_added_after_preparing_are_prepared_by_a_rerun(corpus, tmp_path):
     stream = stream_module(tmp_path / "prepared", jitter=0.0, seed=0)
     val = folder.datasets["val"]
     assert rows(stream.val_dataloader()) == rows([val.__getitems__(list(range(len(val))))])
+
+
+def test_prepare_never_replaces_what_it_did_not_write(corpus, tmp_path):
+    # the user's own folder laid out for data.split=folders, named as the output
+    music = tmp_path / "music"
+    for split in ("train", "val", "test"):
+        (music / split).mkdir(parents=True)
+        (music / split / "mine.flac").write_bytes(b"the user's song")
+    with pytest.raises(ConfigError, match=r"output=.*music holds test/, train/, val/, which aerecon-prepare did not "
+                                          r"write; it never replaces files it did not write: name a new or empty "
+                                          r"folder, e.g. output=.*music_prepared"):
+        prepare(compose_prepare(corpus["music"], music, corpus["cache"]))
+    # a split folder without the record of a prepare that began writing it, beside a finished one's files
+    done = tmp_path / "done"
+    shutil.copytree(corpus["prepared"], done)
+    (done / "val.sha1").unlink()
+    with pytest.raises(ConfigError, match="holds val/, which aerecon-prepare did not write"):
+        prepare(compose_prepare(corpus["music"], done, corpus["cache"]))
+    (done / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds notes.txt, val/"):
+        prepare(compose_prepare(corpus["music"], done, corpus["cache"]))
+    for split in ("train", "val", "test"):
+        assert (music / split / "mine.flac").read_bytes() == b"the user's song"
+    assert (done / "notes.txt").read_text() == "mine" and (done / "val" / "index.json").is_file()
+
+
+def test_a_second_prepare_into_the_same_output_is_refused_while_the_first_writes(corpus, tmp_path):
+    from filelock import FileLock
+
+    output = tmp_path / "prepared"
+    output.mkdir()
+    with FileLock(str(output / ".prepare.lock")):  # as a prepare started first holds it
+        with pytest.raises(ConfigError, match=r"output=.*prepared: another aerecon-prepare is writing there now"):
+            prepare(compose_prepare(corpus["music"], output, corpus["cache"]))
+    prepare(compose_prepare(corpus["music"], output, corpus["cache"]))
+    assert (output / "train" / "index.json").is_file()
+
+
+def test_a_damaged_corpus_is_refused_naming_the_file_never_trained_on(corpus, tmp_path):
+    from aerecon.errors import message_of
+
+    info = json.loads((corpus["prepared"] / "aerecon.json").read_text())
+    assert any(name.startswith("train/chunk-") for name in info["files"])  # recorded when prepared
+    damaged = tmp_path / "damaged"
+    shutil.copytree(corpus["prepared"], damaged)
+    chunk = sorted((damaged / "train").glob("chunk-*.bin"))[0]
+    whole = chunk.read_bytes()
+    chunk.write_bytes(whole[: len(whole) // 2])  # a partly copied chunk
+    with pytest.raises(DataError, match=rf"data.root=.*damaged is damaged: train/{chunk.name} holds {len(whole) // 2} "
+                                        rf"bytes, not the {len(whole)} it was written with; prepare it again"):
+        stream_module(damaged, jitter=0.0, seed=0)
+    chunk.write_bytes(whole)
+    (damaged / "train" / "index.json").unlink()
+    with pytest.raises(DataError, match="train/index.json is missing; prepare it again"):
+        stream_module(damaged, jitter=0.0, seed=0)
+
+    overwritten = tmp_path / "overwritten"  # the same size, other bytes: found when the chunk is first read
+    shutil.copytree(corpus["prepared"], overwritten)
+    chunk = sorted((overwritten / "train").glob("chunk-*.bin"))[0]
+    data = bytearray(chunk.read_bytes())
+    data[-100:] = bytes(100)
+    chunk.write_bytes(bytes(data))
+    for workers in (0, 2):
+        module = StreamDataModule(root=str(overwritten), sample_rate=RATE, segment_seconds=SECONDS, batch_size=4,
+                                  num_workers=workers)
+        module.prepare_data()
+        module.setup("fit")
+        with pytest.raises(DataError) as caught:
+            list(module.train_dataloader())
+        assert message_of(caught.value) == (
+            f"{chunk} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
+            f"{__import__('hashlib').sha256(bytes(data)).hexdigest()[:12]}…, recorded "
+            f"{info['files'][f'train/{chunk.name}']['sha256'][:12]}…); prepare the corpus again")
+
+
+def test_an_object_store_rerun_after_a_song_changed_sends_every_changed_chunk(corpus, tmp_path):
+    music = tmp_path / "music"
+    shutil.copytree(corpus["music"], music)
+    bucket, staged = tmp_path / "bucket", tmp_path / "staged"
+    cfg = compose_prepare(music, f"local:{bucket}", tmp_path / "cache", f"staging={staged}")
+    prepare(cfg)
+    before = {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()}
+    for song in sorted((music / "album").glob("*.flac")):  # edited: the same lengths, other samples
+        wave, rate = sf.read(song, dtype="float32")
+        sf.write(song, -wave, rate)
+    prepare(cfg)
+    after = {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()}
+    staged_files = {p.relative_to(staged): p.read_bytes() for p in staged.rglob("*") if p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(staged).parts)}
+    assert after == staged_files
+    changed = [name for name in after if name.suffix == ".bin" and after[name] != before.get(name)]
+    assert changed and all(len(after[name]) == len(before[name]) for name in changed)  # sizes alone would miss them

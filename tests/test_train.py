@@ -76,11 +76,11 @@ def assert_same_run(straight: Path, resumed: Path, epochs: int) -> None:
     a = scalars(straight / "tensorboard", "val/loss")
     b = scalars(resumed / "tensorboard", "val/loss")  # one continuous curve in the same run
     assert [s for s, _ in a] == [s for s, _ in b] and len(a) == epochs
-    assert [v for _, v in a] == pytest.approx([v for _, v in b], rel=1e-6, abs=1e-9)
+    assert [v for _, v in a] == [v for _, v in b]  # to the last bit
     assert a[0][1] != pytest.approx(a[-1][1], rel=1e-4)  # it actually trained
     train_a = scalars(straight / "tensorboard", "train/loss_epoch")  # a mid-epoch resume keeps the epoch's sums
     train_b = scalars(resumed / "tensorboard", "train/loss_epoch")
-    assert len(train_a) == epochs and [v for _, v in train_a] == pytest.approx([v for _, v in train_b], rel=1e-6)
+    assert len(train_a) == epochs and [v for _, v in train_a] == [v for _, v in train_b]
 
     end_a = torch.load(straight / "checkpoints/last.ckpt", weights_only=True)
     end_b = torch.load(resumed / "checkpoints/last.ckpt", weights_only=True)
@@ -115,7 +115,7 @@ def test_ckpt_path_errors_are_clear(make_cfg, tmp_path):
         train(make_cfg(f"ckpt_path={foreign}"))
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00not a zip")
-    with pytest.raises(ConfigError, match="is not a readable PyTorch checkpoint"):
+    with pytest.raises(ConfigError, match="is not a PyTorch checkpoint \(it is not the zip archive torch.save writes\)"):
         train(make_cfg(f"ckpt_path={garbage}"))
 
 

@@ -19,7 +19,7 @@ from aerecon.audio import AUDIO_EXTENSIONS, scan
 from aerecon.data.cache import CachedSong, WaveformCache
 from aerecon.data.loaders import (EpochShuffleSampler, ResumableLoader, ShardSampler, WorkerLoader, worker_init,
                                   as_batch, rank_and_world)
-from aerecon.data.segments import SPLITS, SegmentDataset, assign_split
+from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_splits
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.errors import ConfigError, DataError
 from aerecon.files import atomic_write
@@ -152,19 +152,30 @@ class AudioDataModule(L.LightningDataModule):
             return
         songs = self._cached_songs()
         self.songs = {split: [] for split in SPLITS}
+        # only songs of a segment or longer count towards every split having one
+        long = assign_splits([s.name for s in songs if s.num_samples >= self.segment_samples], self.split_weights,
+                             self.split_seed)
         for song in songs:
-            self.songs[assign_split(song.name, self.split_weights, self.split_seed)].append(song)
+            self.songs[long.get(song.name) or assign_split(song.name, self.split_weights, self.split_seed)].append(song)
         self.datasets = {split: SegmentDataset(s, self.segment_samples, self.jitter if split == "train" else 0.0,
                                                self.shuffle_seed)
                          for split, s in self.songs.items()}
-        counts = {split: (len(self.songs[split]), len(ds)) for split, ds in self.datasets.items()}
-        log.info("Songs / segments per split: %s", counts)
+        log.info("Songs / segments per split: %s", self.summary())
+        seconds = f"{self.segment_samples / self.sample_rate:g} s"
         for split in ("train", "val"):
             if len(self.datasets[split]) == 0:
-                raise DataError(
-                    f"The {split} split of {self.root} has no {self.segment_samples / self.sample_rate:g} s segments "
-                    f"(songs / segments per split: {counts}). Add songs, or change data.split={self.split_weights}"
-                )
+                fix = ("Put songs in its folder" if self.split_weights == "folders" else
+                       f"It takes 3 songs of at least {seconds} (one each for train, val and test): add songs")
+                raise DataError(f"The {split} split of {self.root} has no {seconds} segments ({self.summary()}). {fix}")
+
+    def summary(self) -> str:
+        """Songs and segments per split, naming the songs of a split of a few."""
+        parts = []
+        for split in SPLITS:
+            songs = [s.name for s in self.songs[split]]
+            named = f" ({', '.join(songs)})" if 0 < len(songs) <= 3 and split != "train" else ""
+            parts.append(f"{split} {len(songs)} songs / {len(self.datasets[split])} segments{named}")
+        return ", ".join(parts)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
@@ -177,7 +188,10 @@ class AudioDataModule(L.LightningDataModule):
             return WorkerLoader(dataset, sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None,
                               **options)
         sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0)
-        return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, **options)
+        return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, epoch=self._epoch, **options)
+
+    def _epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def _batches_done(self) -> int:
         """Training batches finished in the current epoch (checkpoints are saved after a batch's hooks)."""

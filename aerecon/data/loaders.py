@@ -84,18 +84,25 @@ class ResumableLoader(WorkerLoader):
 
     Its state is the epoch and how many batches of it training has finished (`progress()`, read
     from the trainer when a checkpoint is saved); restored, the rest of that epoch comes in the
-    same order an uninterrupted run would have used.
+    same order an uninterrupted run would have used. Every pass takes its epoch from `epoch()` (the
+    trainer's) as it begins: loader workers take their first indices when the iterator is made,
+    which Lightning does on resuming before it sets the sampler's epoch.
     """
 
-    def __init__(self, *args, progress: Callable[[], int], **kwargs):
+    def __init__(self, *args, progress: Callable[[], int], epoch: Callable[[], int | None] = lambda: None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.progress = progress
+        self.progress, self.epoch = progress, epoch
 
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch, "batches": self.progress()}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
+
+    def __iter__(self):
+        if (epoch := self.epoch()) is not None:
+            self.sampler.set_epoch(epoch)
+        return super().__iter__()
 
 
 def worker_init(worker_id: int) -> None:

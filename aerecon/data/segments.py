@@ -26,13 +26,43 @@ def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> s
         if top not in SPLITS:
             raise DataError(f"data.split=folders: {name} is not inside a train/, val/ or test/ folder of data.root")
         return top
-    u = int.from_bytes(hashlib.sha1(os.fsencode(f"{seed}:{name}")).digest()[:8], "big") / 2**64
-    total, edge = sum(weights.values()), 0.0
+    u = position(name, seed)
+    return next((split for split, (_, high) in shares(weights).items() if u < high), SPLITS[-1])
+
+
+def position(name: str, seed: int) -> float:
+    """Where a song's hash falls in [0, 1): the split whose share holds it is the song's."""
+    return int.from_bytes(hashlib.sha1(os.fsencode(f"{seed}:{name}")).digest()[:8], "big") / 2**64
+
+
+def shares(weights: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Each split's share of [0, 1), in the order of SPLITS."""
+    total, edge, out = sum(weights.values()), 0.0, {}
     for split in SPLITS:
-        edge += weights[split] / total
-        if u < edge:
-            return split
-    return SPLITS[-1]
+        out[split] = (edge, edge + weights[split] / total)
+        edge = out[split][1]
+    return out
+
+
+def assign_splits(names: list[str], weights: dict[str, float] | str, seed: int = 0) -> dict[str, str]:
+    """The splits of a folder's songs: each song's own by `assign_split`, except that with 3 songs
+    or more every weighted split has at least one. An empty split takes, from the split that has
+    the most songs, the song whose hash lies nearest its share; so a small folder trains with the
+    thesis's proportions, and adding songs moves none but such a lent song, back to where its hash
+    puts it once the split it was lent to has a song of its own."""
+    splits = {name: assign_split(name, weights, seed) for name in names}
+    if weights == "folders" or len(names) < 3:
+        return splits
+    bounds = shares(weights)
+    for split in SPLITS:
+        if weights[split] <= 0 or split in splits.values():
+            continue
+        low, high = bounds[split]
+        donor = max(SPLITS, key=lambda s: (sum(v == s for v in splits.values()), -SPLITS.index(s)))
+        nearest = min((name for name, s in splits.items() if s == donor),
+                      key=lambda name: (max(low - position(name, seed), position(name, seed) - high, 0.0), name))
+        splits[nearest] = split
+    return splits
 
 
 def jitter_shifts(seed: int, epoch: int, jitter: float, size: int, segment_samples: int) -> np.ndarray:

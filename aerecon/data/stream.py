@@ -7,9 +7,11 @@ per epoch from the seed. LitData shards them across DDP ranks and loader workers
 state rides in checkpoints, so a run resumes mid-epoch on the batches it would have seen.
 """
 
+import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -22,7 +24,7 @@ from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
 from aerecon.errors import ConfigError, DataError, first_line
-from aerecon.internals import batch_buffer
+from aerecon.internals import WorkerLoader, batch_buffer
 
 log = logging.getLogger(__name__)
 INFO = "aerecon.json"  # written by aerecon.prepare
@@ -71,14 +73,46 @@ def stack(segments: list[np.ndarray]) -> torch.Tensor:
     return batch
 
 
+def check_files(root: str, info: dict) -> None:
+    """Every file aerecon-prepare recorded is there at its recorded size (a folder's; a store's
+    chunks are checked as they arrive): a truncated, missing or partly copied corpus is refused
+    before training starts."""
+    if is_url(root):
+        return
+    for name, record in info.get("files", {}).items():
+        path = Path(root) / name
+        size = path.stat().st_size if path.is_file() else None
+        if size != record["size"]:
+            found = "is missing" if size is None else f"holds {size} bytes, not the {record['size']} it was written with"
+            raise DataError(f"data.root={root} is damaged: {name} {found}; prepare it again (aerecon-prepare into a "
+                            f"new folder, or the same command that wrote it)")
+
+
 class SegmentStream(StreamingDataset):
     """A split's stored segments as [n] waveforms, moved by the epoch's jitter (training): read-only
-    views of the mapped chunks, which `stack` copies into batches."""
+    views of the mapped chunks, which `stack` copies into batches. Each chunk's SHA-256, when the
+    corpus records one, is checked the first time a process reads from the chunk."""
 
-    def __init__(self, input_dir: str, segment_samples: int, size: int, jitter: float = 0.0, **kwargs):
+    def __init__(self, input_dir: str, segment_samples: int, size: int, jitter: float = 0.0,
+                 checksums: dict[str, str] | None = None, **kwargs):
         super().__init__(input_dir, serializers={"no_header_numpy": MappedWave()}, **kwargs)
         self.segment_samples, self.size, self.jitter = segment_samples, size, jitter
         self._shifts: tuple[int | None, np.ndarray | None] = (None, None)
+        self.checksums, self._checked, self._chunk_files = checksums or {}, set(), None
+
+    def _check(self, chunk: int) -> None:
+        if self._chunk_files is None:  # LitData's index, beside the chunks (downloaded with them, for a store)
+            with open(Path(self.input_dir.path) / "index.json") as f:
+                self._chunk_files = [c["filename"] for c in json.load(f)["chunks"]]
+        name = self._chunk_files[chunk]
+        if name in self.checksums:
+            path = Path(self.input_dir.path) / name
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            if digest != self.checksums[name]:
+                raise DataError(f"{path} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
+                                f"{digest[:12]}…, recorded {self.checksums[name][:12]}…); prepare the corpus again")
+        self._checked.add(chunk)
 
     def shift(self, index: int) -> int:
         """How far segment `index` moves this epoch: data=folder's draw for the same (seed, epoch)."""
@@ -88,20 +122,32 @@ class SegmentStream(StreamingDataset):
         return int(self._shifts[1][index])
 
     def __getitem__(self, index) -> np.ndarray:
-        item = super().__getitem__(index)
+        item = super().__getitem__(index)  # the chunk is local from here on (downloaded, for a store)
+        if self.checksums and index.chunk_index not in self._checked:
+            self._check(index.chunk_index)
         wave, at, n = item["wave"], int(item["at"]), self.segment_samples
         if self.jitter:
             at = min(max(at + self.shift(int(item["index"])), 0), len(wave) - n)  # not np.clip: slow on a scalar
         return wave[at : at + n]
 
 
-class StreamLoader(StreamingDataLoader):
-    """LitData's loader, whose restored position applies to the resumed epoch only.
+class StreamLoader(WorkerLoader, StreamingDataLoader):
+    """LitData's loader, whose epochs are the trainer's and whose restored position applies to the
+    resumed epoch only.
 
-    LitData keeps `restore` set until an epoch's iterator runs to its end; Lightning stops taking
-    batches after the epoch's last one without running it out, so the next epoch would repeat the
-    resumed one's state. Here the flag is dropped when the epoch after the resumed one begins.
+    Its workers are shut down before the interpreter exits, as every aerecon loader's are
+    (WorkerLoader). LitData counts its own epochs, one per `iter`, from 0 in a new loader: a run resumed at an
+    epoch's end (whose loader state Lightning does not restore) would shuffle and jitter its next
+    epoch as the first. Here every epoch that is not a resumed one starts from the trainer's count.
+    LitData also keeps `restore` set until an epoch's iterator runs to its end; Lightning stops
+    taking batches after the epoch's last one without running it out, so the next epoch would
+    repeat the resumed one's state. Here the flag is dropped when the epoch after the resumed one
+    begins.
     """
+
+    def __init__(self, *args, epoch: Callable[[], int | None] = lambda: None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch = epoch
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -112,6 +158,8 @@ class StreamLoader(StreamingDataLoader):
             self.restore = False
         if self.restore:
             self._resumed_epoch_begun = True
+        elif (epoch := self.epoch()) is not None:
+            self.current_epoch = epoch  # LitData adds 1: it counts from 1, Lightning from 0
         yield from super().__iter__()
 
 
@@ -149,6 +197,7 @@ class StreamDataModule(L.LightningDataModule):
             if self.jitter > info["margin"] + 1e-9:
                 raise ConfigError(f"data.jitter={self.jitter}: the corpus at {self.root} keeps {info['margin']} of a "
                                   f"segment either side (aerecon-prepare margin=); use data.jitter<={info['margin']}")
+            check_files(self.root, info)
             counts = {split: (c["songs"], c["segments"]) for split, c in info["splits"].items()}
             log.info("Streaming %s: songs / segments per split: %s", self.root, counts)
             for split in ("train", "val"):
@@ -175,7 +224,9 @@ class StreamDataModule(L.LightningDataModule):
             root = f"{self.root.rstrip('/')}/{split}"
             cache = str(Path(self.cache_dir or tempfile.gettempdir()) / "aerecon-stream" / split)
         train = split == "train"  # training drops a remainder only under DDP, so that ranks take equal steps
-        return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0,
+        checksums = {name.split("/", 1)[1]: record["sha256"] for name, record in self._info().get("files", {}).items()
+                     if name.startswith(f"{split}/")}
+        return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0, checksums=checksums,
                              shuffle=train, drop_last=None if train else False, seed=self.shuffle_seed, cache_dir=cache,
                              batch_decode=False,  # LitData's "auto" decoded a window of these for every item
                              max_cache_size=f"{self.max_cache_gb}GB" if self.max_cache_gb else None)
@@ -195,7 +246,10 @@ class StreamDataModule(L.LightningDataModule):
             # torch's shm manager removes what a killed process leaves.
             torch.multiprocessing.set_sharing_strategy("file_system")
         return StreamLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=stack,
-                            pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init)
+                            pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init, epoch=self._epoch)
+
+    def _epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def train_dataloader(self):
         return self._loader("train")
