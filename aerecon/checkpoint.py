@@ -191,12 +191,17 @@ def check_weights(model: torch.nn.Module, state: dict, path: str | Path) -> None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode with the checkpoint's weights, the run's resolved config) from a checkpoint."""
+    """(model in eval mode with the checkpoint's weights, the run's resolved config) from a checkpoint.
+
+    The model is first built without memory (on torch's meta device) and its weights' shapes
+    checked against the file's: a config that describes a larger model than the file holds
+    allocates nothing."""
     from aerecon.config import build  # here, so reading a config stays import-light
 
     config = load_checkpoint_config(path)
-    model = build(config["model"])
     state = upgrade_state_dict(read(Path(path).expanduser()).get("state_dict") or {})
-    check_weights(model, state, path)
+    with torch.device("meta"):
+        check_weights(build(config["model"]), state, path)
+    model = build(config["model"])
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -35,8 +35,9 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
-# The OSErrors that mean "this disk cannot take the file", not a bug: full, over quota, read-only, too big.
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+# The OSErrors that mean "this file cannot be written here", not a bug: a full disk, over quota,
+# read-only, too big, or a folder the user may not write (files aerecon reads are checked where read).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM})
 
 
 def disk_error(error: BaseException, advice: str) -> DiskError | None:

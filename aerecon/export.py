@@ -5,7 +5,8 @@ Both take and give waveforms (the representation is inside), for any batch size:
 - encoder: wave [batch, 1, segment_samples] -> code [batch, latent_size]
 - decoder: code [batch, latent_size] -> wave [batch, 1, segment_samples]
 `aerecon_export.json` beside them records the shapes, the sample rate and how closely each
-exported part reproduced the eager model when it was written.
+exported part reproduced the eager model when it was written. The RFFT representation is
+exported as matrix products (representation.ExportableRFFT), exact at any segment length.
 """
 
 import json
@@ -25,7 +26,7 @@ from aerecon import CONF_DIR, __version__
 from aerecon.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
 from aerecon.inference import Autoencoder, load
 from aerecon.quiet import silence_third_party
-from aerecon.representation import RFFT
+from aerecon.representation import RFFT, ExportableRFFT
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -36,13 +37,19 @@ TOLERANCE = 1e-4
 ONNX_SINGLE_FILE_BYTES = 1 << 30
 
 
+def exportable(model: Autoencoder) -> nn.Module:
+    """The model's representation, with an RFFT as matrix products that every exporter writes exactly."""
+    representation = model.module.representation
+    return ExportableRFFT(representation, model.segment_samples) if isinstance(representation, RFFT) else representation
+
+
 class Encoder(nn.Module):
     """Waveform segments [B, 1, n] -> codes [B, latent_size]: representation, network, bottleneck."""
 
     def __init__(self, model: Autoencoder):
         super().__init__()
         module = model.module
-        self.representation, self.net, self.bottleneck = module.representation, module.net, module.bottleneck
+        self.representation, self.net, self.bottleneck = exportable(model), module.net, module.bottleneck
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         z = self.net.encode(self.representation.encode(wave))
@@ -56,8 +63,7 @@ class Decoder(nn.Module):
 
     def __init__(self, model: Autoencoder):
         super().__init__()
-        module = model.module
-        self.representation, self.net = module.representation, module.net
+        self.representation, self.net = exportable(model), model.module.net
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.representation.decode(self.net.decode(self.net.unpack(code)))
@@ -116,11 +122,6 @@ WRITERS = {"onnx": (_write_onnx, _run_onnx), "torchscript": (_write_torchscript,
 
 
 def hint(model: Autoencoder, fmt: str) -> str:
-    n = model.segment_samples
-    if fmt == "onnx" and isinstance(model.module.representation, RFFT) and n & (n - 1):
-        return (f"onnxruntime computes a DFT whose length is not a power of two ({n} samples) in single precision "
-                f"without an FFT, which is not precise enough; use format=torchscript, or segments of a power of "
-                f"two samples")
     return f"Try format={'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load"
 
 

@@ -45,6 +45,12 @@ def batches_done(trainer: L.Trainer) -> int:
     return trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
 
+def loader_epoch(trainer: L.Trainer | None) -> int | None:
+    """The epoch Lightning gives the training samplers (`set_epoch`): the epochs processed, which a
+    checkpoint saved at an epoch's end counts before the epochs completed (`current_epoch`)."""
+    return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else None
+
+
 def epochs_processed(checkpoint: dict) -> int:
     """Epochs whose training a Lightning checkpoint had processed when it was saved."""
     loops = checkpoint.get("loops", {}).get("fit_loop", {})

@@ -39,7 +39,7 @@ from aerecon import CONF_DIR, is_url
 from aerecon.checks import TRAIN, check as check_settings, fraction, whole
 from aerecon.config import build
 from aerecon.data.segments import SPLITS
-from aerecon.errors import ConfigError, DataError, exit_on_user_error, first_line, sigterm_stops
+from aerecon.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.quiet import silence_third_party
 from aerecon.upload import read_json, upload
@@ -267,6 +267,7 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
         if not specs:
             log.warning("The %s split has no segments: nothing written for it", split)
             continue
+        room(target, specs)
         atomic_write(stamp, lambda f: f.write(wanted.encode()))  # before any chunk: what they are to hold
         log.info("Writing %d %s segments of %d songs to %s", len(specs), split, len(dataset.songs), target)
         started = time.perf_counter()
@@ -276,6 +277,17 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
                                         "splits": counts, "files": checksums(output)})
     log.info("Wrote %s: %s", output,
              ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()))
+
+
+def room(target: Path, specs: list[list]) -> None:
+    """A DiskError before a split is written onto a disk without room for it: LitData's writer
+    dies on a full disk and its parent then waits for it for ever."""
+    need = sum(4 * (stop - start) + 64 for _, _, start, stop, _ in specs) + 2**20  # float32 samples, item headers
+    free = shutil.disk_usage(target.parent).free
+    if free < need:
+        raise DiskError(f"cannot write {target} (No space left on device: its chunks need about "
+                        f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); free some space, then run the same "
+                        f"command again")
 
 
 def checksums(output: Path) -> dict[str, dict]:

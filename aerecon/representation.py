@@ -88,3 +88,74 @@ class RFFT(Representation):
 
     def decode(self, x):
         return torch.fft.irfft(torch.view_as_complex(self.unpack(x)), n=x.shape[-1], norm=self.norm)
+
+
+def _factor(n: int) -> tuple[int, int]:
+    """n = n1 * n2 with n1 the largest divisor of n not above its square root."""
+    n1 = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    return n1, n // n1
+
+
+def _dft_matrix(n: int, sign: float) -> torch.Tensor:
+    k = torch.arange(n, dtype=torch.float64)
+    angle = sign * 2 * math.pi * torch.outer(k, k) / n
+    return torch.stack([torch.cos(angle), torch.sin(angle)]).float()  # [2, n, n]: real, imaginary
+
+
+class FactoredDFT(nn.Module):
+    """The DFT of length n as two small DFTs and a twiddle (Cooley-Tukey, n = n1 * n2), written
+    with matrix products only, so that an exported graph (ONNX) computes it exactly as torch.fft
+    does to float32 rounding, at any length: onnxruntime's own DFT of a length that is not a
+    power of two is a single-precision sum over all n points, too coarse for long segments.
+
+    Input and output [..., n, 2] (real, imaginary); `sign` -1 is the forward transform, +1 the
+    inverse (unscaled)."""
+
+    def __init__(self, n: int, sign: float):
+        super().__init__()
+        self.n, (self.n1, self.n2) = n, _factor(n)
+        m2, k1 = torch.arange(self.n2, dtype=torch.float64), torch.arange(self.n1, dtype=torch.float64)
+        angle = sign * 2 * math.pi * torch.outer(k1, m2) / n
+        self.register_buffer("first", _dft_matrix(self.n1, sign), persistent=False)
+        self.register_buffer("second", _dft_matrix(self.n2, sign), persistent=False)
+        self.register_buffer("twiddle", torch.stack([torch.cos(angle), torch.sin(angle)]).float(), persistent=False)
+
+    @staticmethod
+    def _mul(a: torch.Tensor, b: torch.Tensor, matmul: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        op = torch.matmul if matmul else torch.mul
+        (ar, ai), (br, bi) = a, b
+        return op(ar, br) - op(ai, bi), op(ar, bi) + op(ai, br)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = x.reshape(*x.shape[:-2], self.n1, self.n2, 2)  # x[n2 * m1 + m2] at [m1, m2]
+        a = (grid[..., 0], grid[..., 1])
+        b = self._mul((self.first[0], self.first[1]), a, matmul=True)  # over m1: [k1, m2]
+        c = self._mul(b, (self.twiddle[0], self.twiddle[1]), matmul=False)
+        d = self._mul(c, (self.second[0], self.second[1]), matmul=True)  # over m2: [k1, k2]
+        out = torch.stack(d, dim=-1).transpose(-3, -2)  # X[k1 + n1 * k2] at [k2, k1]
+        return out.reshape(*x.shape[:-2], self.n, 2)
+
+
+class ExportableRFFT(Representation):
+    """RFFT's encode and decode through FactoredDFT (matrix products only), for exported graphs;
+    the same packing and normalisation as RFFT."""
+
+    def __init__(self, rfft: RFFT, n: int):
+        super().__init__()
+        self.n, self.norm = n, rfft.norm
+        self.forward_dft, self.inverse_dft = FactoredDFT(n, -1.0), FactoredDFT(n, 1.0)
+        half = n // 2 + 1
+        self.register_buffer("mirror", torch.arange(n - half, 0, -1), persistent=False)  # X[n - k] for k >= half
+        self.forward_scale = {"backward": 1.0, "ortho": 1 / math.sqrt(n), "forward": 1 / n}[self.norm]
+        self.inverse_scale = {"backward": 1 / n, "ortho": 1 / math.sqrt(n), "forward": 1.0}[self.norm]
+
+    def encode(self, wave):
+        x = torch.stack([wave.float(), torch.zeros_like(wave, dtype=torch.float32)], dim=-1)
+        bins = self.forward_dft(x)[..., : self.n // 2 + 1, :] * self.forward_scale
+        return RFFT.pack(bins, self.n)
+
+    def decode(self, x):
+        bins = RFFT.unpack(x)
+        tail = bins.index_select(-2, self.mirror) * torch.tensor([1.0, -1.0])  # the conjugate half
+        full = torch.cat([bins, tail], dim=-2)
+        return self.inverse_dft(full)[..., 0] * self.inverse_scale

@@ -185,3 +185,13 @@ def test_checkpoints_written_by_earlier_versions_pass_the_checks():
         config = load_checkpoint_config(path)
         assert config["model"]["_target_"] == "aerecon.models.AutoencoderModule"
         assert copy.deepcopy(config) == load_checkpoint_config(path)
+
+
+def test_a_config_that_describes_a_huge_model_allocates_nothing(tmp_path):
+    def huge(config):  # 800 GB of weights described by a file of a few hundred kilobytes
+        config["model"]["hidden"] = [1_000_000_000]
+
+    ckpt = with_config(tmp_path, "huge.ckpt", huge)
+    with pytest.raises(ConfigError, match=r"its weights do not fit the model its config describes .*"
+                                          r"but the model has \[1000000000\]"):
+        aerecon.load(ckpt, "cpu")

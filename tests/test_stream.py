@@ -498,3 +498,15 @@ def test_an_object_store_rerun_after_a_song_changed_sends_every_changed_chunk(co
     assert after == staged_files
     changed = [name for name in after if name.suffix == ".bin" and after[name] != before.get(name)]
     assert changed and all(len(after[name]) == len(before[name]) for name in changed)  # sizes alone would miss them
+
+
+def test_prepare_onto_a_disk_without_room_stops_before_writing_a_chunk(corpus, tmp_path, monkeypatch):
+    import aerecon.prepare as preparing
+    from aerecon.errors import DiskError
+
+    output = tmp_path / "prepared"
+    monkeypatch.setattr(preparing.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 2**20})())
+    with pytest.raises(DiskError, match=r"cannot write .*prepared/train \(No space left on device: its chunks need "
+                                        r"about \d+ MiB, 1 MiB are free\); free some space"):
+        prepare(compose_prepare(corpus["music"], output, corpus["cache"]))
+    assert not (output / "train").exists()

@@ -23,7 +23,7 @@ from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_s
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.errors import ConfigError, DataError
 from aerecon.files import atomic_write
-from aerecon.internals import batches_done
+from aerecon.internals import batches_done, loader_epoch
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class AudioDataModule(L.LightningDataModule):
         return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, epoch=self._epoch, **options)
 
     def _epoch(self) -> int | None:
-        return self.trainer.current_epoch if self.trainer is not None else None
+        return loader_epoch(self.trainer)
 
     def _batches_done(self) -> int:
         """Training batches finished in the current epoch (checkpoints are saved after a batch's hooks)."""

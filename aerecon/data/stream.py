@@ -24,7 +24,7 @@ from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
 from aerecon.errors import ConfigError, DataError, first_line
-from aerecon.internals import WorkerLoader, batch_buffer
+from aerecon.internals import WorkerLoader, batch_buffer, loader_epoch
 
 log = logging.getLogger(__name__)
 INFO = "aerecon.json"  # written by aerecon.prepare
@@ -249,7 +249,7 @@ class StreamDataModule(L.LightningDataModule):
                             pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init, epoch=self._epoch)
 
     def _epoch(self) -> int | None:
-        return self.trainer.current_epoch if self.trainer is not None else None
+        return loader_epoch(self.trainer)
 
     def train_dataloader(self):
         return self._loader("train")
