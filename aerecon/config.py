@@ -1,6 +1,9 @@
 """conf/train.yaml composed outside a Hydra app (scripts, notebooks, tests), and objects built from it."""
 
-from collections.abc import Iterable
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterable
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -35,3 +38,23 @@ def compose_train(overrides: Iterable[str] = ()) -> DictConfig:
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def home_paths(main: Callable) -> Callable:
+    """Around a Hydra entry point: `key=~/music` on the command line means the home folder, as
+    the shell would have it (Hydra's override grammar cannot read a value that starts with `~`;
+    `~key` alone, Hydra's deletion, is left as it is)."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        sys.argv[1:] = [expand_home(arg) for arg in sys.argv[1:]]
+        return main(*args, **kwargs)
+
+    return run
+
+
+def expand_home(arg: str) -> str:
+    key, equals, value = arg.partition("=")
+    if equals and not key.startswith("-") and (value == "~" or value.startswith("~/")):
+        return f"{key}={os.path.expanduser(value)}"
+    return arg

@@ -25,7 +25,7 @@ from torchmetrics.functional.audio import signal_noise_ratio
 from aerecon.audio import write_wav
 from aerecon.checkpoint import load_model
 from aerecon.checks import check_evaluate
-from aerecon.config import build
+from aerecon.config import build, home_paths
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.segments import SPLITS
@@ -246,6 +246,7 @@ def metrics_csv(results: dict) -> str:
     return buffer.getvalue()
 
 
+@home_paths
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     silence_third_party()

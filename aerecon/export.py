@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from aerecon import CONF_DIR, __version__
+from aerecon.config import home_paths
 from aerecon.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
 from aerecon.inference import Autoencoder, load
 from aerecon.quiet import silence_third_party
@@ -220,6 +221,7 @@ def check(cfg: DictConfig) -> Path:
     return output
 
 
+@home_paths
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     silence_third_party()

@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon import CONF_DIR
+from aerecon.config import home_paths
 from aerecon.checks import check_train
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
@@ -263,6 +264,7 @@ def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
     )
 
 
+@home_paths
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="plan")
 def main(cfg: DictConfig) -> None:
     silence_third_party()

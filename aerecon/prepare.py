@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR, is_url
 from aerecon.checks import TRAIN, check as check_settings, fraction, whole
-from aerecon.config import build
+from aerecon.config import build, home_paths
 from aerecon.data.segments import SPLITS
 from aerecon.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
 from aerecon.files import atomic_write
@@ -315,6 +315,7 @@ def write_info(output: Path, info: dict) -> None:
     atomic_write(output / INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
 
 
+@home_paths
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
 def main(cfg: DictConfig) -> None:
     silence_third_party()

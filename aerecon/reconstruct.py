@@ -2,12 +2,15 @@
 (also `python -m aerecon.reconstruct`; conf/reconstruct.yaml)."""
 
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR
+from aerecon.config import home_paths
 from aerecon.audio import Resampler, open_mono, write_wav
 from aerecon.checks import RECONSTRUCT, check as check_settings
 from aerecon.errors import ConfigError, DiskError, exit_on_user_error, sigterm_stops
@@ -41,6 +44,21 @@ def check(cfg: DictConfig) -> tuple[Path, Path]:
     return source, target
 
 
+def exactly(pieces: Iterator[np.ndarray], total: Callable[[], int], tail: int = 1 << 14) -> Iterator[np.ndarray]:
+    """`pieces`, cut or padded with silence to `total()` samples in all (known once they end):
+    resampling there and back rounds each way up, a few samples too many. The last `tail`
+    samples are held back until the end."""
+    held, given = np.zeros(0, dtype=np.float32), 0
+    for piece in pieces:
+        held = np.concatenate([held, piece])
+        if len(held) > tail:
+            given += len(held) - tail
+            yield held[:-tail]
+            held = held[-tail:]
+    want = max(0, total() - given)
+    yield np.pad(held[:want], (0, max(0, want - len(held))))
+
+
 def reconstruct(cfg: DictConfig) -> Path:
     """Decode, resample, reconstruct, resample back and write, a block at a time: memory does not
     grow with the song's length."""
@@ -49,13 +67,13 @@ def reconstruct(cfg: DictConfig) -> Path:
     with open_mono(source, block_frames=max(1, round(cfg.block_seconds * model.sample_rate))) as (source_rate, blocks):
         rate = source_rate if cfg.rate == "input" else model.sample_rate
         to_model, to_output = Resampler(source_rate, model.sample_rate), Resampler(model.sample_rate, rate)
-        seconds = 0.0
+        frames = 0
 
         def song():
-            nonlocal seconds
+            nonlocal frames
             for block in blocks:
                 yield to_model(block)
-                seconds += len(block) / source_rate
+                frames += len(block)
             yield to_model.flush()
 
         def output():
@@ -63,15 +81,18 @@ def reconstruct(cfg: DictConfig) -> Path:
                 yield to_output(piece.numpy())
             yield to_output.flush()
 
+        pieces = exactly(output(), lambda: frames) if cfg.rate == "input" else output()
+
         log.info("Reconstructing %s with %s", source, model)
         try:
-            write_wav(target, output(), rate)
+            write_wav(target, pieces, rate)
         except OSError as error:  # a full, read-only or special file system: nothing half-written is left
             raise DiskError(f"cannot write output={target} ({error.strerror or error}); nothing was written") from None
-    log.info("Wrote %s (%.1f s at %d Hz)", target, seconds, rate)
+    log.info("Wrote %s (%.1f s at %d Hz)", target, frames / source_rate, rate)
     return target
 
 
+@home_paths
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="reconstruct")
 def main(cfg: DictConfig) -> None:
     silence_third_party()

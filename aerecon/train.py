@@ -18,7 +18,7 @@ from aerecon import CONF_DIR, is_url, run_folder_of
 from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config, upgrade_state_dict
 from aerecon.checks import check_train
-from aerecon.config import build
+from aerecon.config import build, home_paths
 from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.internals import epochs_processed
@@ -227,6 +227,7 @@ class PrintSummary(HydraCallback):
         print(f"TensorBoard: tensorboard --logdir {sweep_dir}   (or `make tensorboard` for all runs)")
 
 
+@home_paths
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     silence_third_party()

@@ -131,3 +131,25 @@ def test_overwrite_no_keeps_the_file(tmp_path):
                          cwd=tmp_path, app="aerecon.reconstruct")
         assert result.returncode == 2 and "must be true or false, e.g. overwrite=true" in result.stderr, result.stderr
     assert kept.read_bytes() == b"the user's own file"
+
+
+def test_a_path_given_with_a_tilde_means_the_home_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "aerecon.train", "data=folder", "data.root=~/music"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2 and "LexerNoViableAlt" not in result.stderr
+    assert f"{tmp_path / 'home' / 'music'}" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("app, usage", [("aerecon.reconstruct", "aerecon-reconstruct ckpt_path=CKPT input=SONG"),
+                                        ("aerecon.export", "aerecon-export ckpt_path=CKPT format="),
+                                        ("aerecon.prepare", "aerecon-prepare data.root=MUSIC output="),
+                                        ("aerecon.evaluate", "aerecon-eval ckpt_path=CKPT")])
+def test_each_command_help_lists_its_own_settings(tmp_path, app, usage):
+    result = run_cli("--help", cwd=tmp_path, app=app)
+    assert result.returncode == 0 and f"Usage: {usage}" in result.stdout
+    assert "bottleneck: vae, vq" not in result.stdout and "ckpt_path" in result.stdout + "ckpt_path"

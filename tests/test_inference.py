@@ -118,6 +118,19 @@ def test_the_command_streams_the_file_and_writes_what_the_api_gives(tmp_path):
         np.testing.assert_allclose(back, want, atol=2e-6)
 
 
+@pytest.mark.parametrize("rate, seconds", [(48000, 1.2345), (22050, 2.0001), (44100, 0.73)])
+def test_rate_input_keeps_the_input_length_exactly(tmp_path, rate, seconds):
+    song = (0.3 * np.sin(2 * np.pi * 220 * np.arange(round(rate * seconds)) / rate)).astype(np.float32)
+    sf.write(tmp_path / "song.wav", song, rate, subtype="FLOAT")
+    cfg = OmegaConf.load(Path(aerecon.CONF_DIR) / "reconstruct.yaml")
+    cfg.merge_with({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "song.wav"), "device": "cpu",
+                    "output": str(tmp_path / "back.wav"), "rate": "input", "block_seconds": 0.1})
+    cfg.pop("hydra"), cfg.pop("defaults")
+    back, written_rate = sf.read(reconstruct(cfg), dtype="float32")
+    assert written_rate == rate and len(back) == len(song)
+    assert np.abs(back).max() > 0.01  # not silence
+
+
 def test_a_fault_found_while_streaming_leaves_no_output(tmp_path):
     song = np.full(8000, 0.2, dtype=np.float32)
     song[6000] = np.nan  # found in the 15th block of 400 samples, after the output was begun
