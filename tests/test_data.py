@@ -128,7 +128,7 @@ def test_a_folder_of_three_songs_or_more_splits_with_the_default_weights(tmp_pat
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Songs / segments per split"))
     if n == 3:  # a split of a few songs is named
         for split in ("val", "test"):
-            assert f"{split} 1 songs / 1 segments ({dm.songs[split][0].name})" in line
+            assert f"{split} 1 song / 1 segments ({dm.songs[split][0].name})" in line
     assert f"train {len(dm.songs['train'])} songs" in line
 
 

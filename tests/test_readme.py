@@ -22,12 +22,13 @@ from conftest import REPO
 from test_environment import outside_make
 
 BIN = Path(sys.executable).parent
+# the default split: a folder of a few songs gets a validation and a test song too
 TINY_TRAIN = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
-              "data.split={train:1,val:1,test:1}", "model.net.latent=8", "trainer.max_epochs=1",
+              "model.net.latent=8", "trainer.max_epochs=1",
               "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
               "callbacks.reconstruction_preview=null"]
-TINY_STREAM = [o for o in TINY_TRAIN if not o.startswith("data.split=")]  # the split was made when preparing
-TINY_PREPARE = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.split={train:1,val:1,test:1}"]
+TINY_STREAM = TINY_TRAIN
+TINY_PREPARE = ["data.sample_rate=2000", "data.segment_seconds=0.5"]
 TINY_DEMO = ["data.num_songs=12", "data.song_seconds=4.0", "data.render_rate=8000", "data.split={train:2,val:1,test:1}",
              "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
              "callbacks.model_summary=null", "callbacks.reconstruction_preview=null"]

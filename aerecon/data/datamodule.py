@@ -174,7 +174,8 @@ class AudioDataModule(L.LightningDataModule):
         for split in SPLITS:
             songs = [s.name for s in self.songs[split]]
             named = f" ({', '.join(songs)})" if 0 < len(songs) <= 3 and split != "train" else ""
-            parts.append(f"{split} {len(songs)} songs / {len(self.datasets[split])} segments{named}")
+            count = f"{len(songs)} song" + ("s" if len(songs) != 1 else "")
+            parts.append(f"{split} {count} / {len(self.datasets[split])} segments{named}")
         return ", ".join(parts)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

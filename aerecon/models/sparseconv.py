@@ -74,7 +74,7 @@ class SparseConvAutoencoder(Net):
         return self.select(self.encoder(F.pad(x, (0, -x.shape[-1] % self.hop))))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)[..., : self.input_length]
+        return self.decoder(z)[..., : self.input_length].contiguous()  # metrics view it flat
 
     def pack(self, z: torch.Tensor) -> torch.Tensor:
         return self.select.pack(z)
