@@ -142,7 +142,7 @@ def remove_refused_run() -> None:
     run, here = Path(HydraConfig.get().runtime.output_dir).absolute(), Path.cwd().absolute()
     if run == here or here not in run.parents or not (run / ".hydra").is_dir():
         return
-    if any(p.name != ".hydra" and not (p.is_file() and p.suffix == ".log") for p in run.iterdir()):
+    if any(p.name not in (".hydra", ".run.lock") and not (p.is_file() and p.suffix == ".log") for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)
     for parent in run.parents:

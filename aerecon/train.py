@@ -2,13 +2,16 @@
 
 import json
 import logging
+import os
 import shlex
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
@@ -27,6 +30,7 @@ from aerecon.quiet import silence_third_party
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
+RUN_LOCK = ".run.lock"
 # What must match for a checkpoint to be resumed under the current config.
 RESUME_KEYS = ("model", "representation", "data.sample_rate", "data.segment_seconds", "data.split",
                "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.jitter", "data.root", "optimizer", "seed")
@@ -170,6 +174,31 @@ def _train(cfg: DictConfig, forwarding: Forwarding) -> dict:
             return json.loads(results_file.read_text()) if results_file.is_file() else {"best": {}}
         log.info("Resuming %s in %s", cfg.ckpt_path, run_dir)
     run_dir = Path(cfg.paths.run_dir)
+    with only_run_in(run_dir):
+        return _fit(cfg, forwarding, checkpoint, run_dir)
+
+
+@contextmanager
+def only_run_in(run_dir: Path):
+    """Within: no other training writes into `run_dir` (a command started twice with one
+    hydra.run.dir, or resumed twice); the DDP ranks a run starts share its lock."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"{run_dir}: another training is writing there now; wait for it to finish, or leave "
+                          f"hydra.run.dir out for a new run folder") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fit(cfg: DictConfig, forwarding: Forwarding, checkpoint: dict | None, run_dir: Path) -> dict:
     if checkpoint is None and (any((run_dir / "checkpoints").glob("*.ckpt")) or (run_dir / RESULTS).exists()):
         raise ConfigError(f"{run_dir} already holds a run (its checkpoints, results.json): resume it with "
                           f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}, or leave hydra.run.dir out for a new "

@@ -96,6 +96,20 @@ def assert_same_run(straight: Path, resumed: Path, epochs: int) -> None:
     assert end_a["callbacks"][best_key]["best_epoch"] == end_b["callbacks"][best_key]["best_epoch"]
 
 
+def test_a_second_training_into_a_run_folder_in_use_is_refused(make_cfg, tmp_path):
+    from filelock import FileLock
+
+    cfg = make_cfg("trainer.max_epochs=1", "test=false")
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True)
+    with FileLock(str(run_dir / ".run.lock")):  # as a training started first with the same hydra.run.dir holds it
+        with pytest.raises(ConfigError, match=r"run: another training is writing there now; wait for it to finish, "
+                                              r"or leave hydra.run.dir out"):
+            train(cfg)
+    assert not (run_dir / "checkpoints").exists()
+    assert train(cfg)["epochs"] == 1
+
+
 def test_resume_refuses_a_different_config(make_cfg, tmp_path):
     cfg = make_cfg("trainer.max_epochs=1")
     train(cfg)
