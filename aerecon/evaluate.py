@@ -21,6 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.audio import signal_noise_ratio
+from tqdm import tqdm
 
 from aerecon.audio import write_wav
 from aerecon.checkpoint import load_model
@@ -145,7 +146,9 @@ def overall_metrics(per_song: dict[str, dict], lengths: dict[str, int], seams: d
 
 
 def _write_figure(path: Path, figure) -> None:
-    figure.savefig(path, dpi=110)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=110)
+    atomic_write(path, lambda f: f.write(png.getvalue()))  # whole or absent, whatever stops the write
 
 
 def write_media(folder: Path, name: str, original, reconstruction, butted, sample_rate: int, segment: int) -> None:
@@ -185,7 +188,7 @@ def _evaluate(cfg: DictConfig) -> dict:
         seams["seam_excess_db_butt_joined"] = SeamExcess()
     media_left = len(songs) if cfg.max_media_songs is None else cfg.max_media_songs
     folders = media_folders([song.name for song in songs])
-    for song in songs:
+    for song in tqdm(songs, desc=f"Evaluating {len(songs)} {cfg.split} songs", unit="song"):
         original = torch.from_numpy(np.load(song.file)).to(device)
         if len(original) < 2:
             datamodule.skipped[str(song.source)] = "shorter than 2 samples"

@@ -21,6 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from tqdm import tqdm
 
 from aerecon import CONF_DIR, __version__
 from aerecon.config import home_paths
@@ -161,13 +162,18 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
         raise DiskError(f"cannot write output={output} ({error.strerror or error}); nothing was written") from None
     try:
         errors, ties = {}, False
-        with torch.no_grad():
+        steps = tqdm(total=4, desc=f"Exporting to {fmt}", unit="step")
+        with torch.no_grad(), steps:
             for name, part, example, check in (("encoder", encoder, traced_with, checked_on),
                                                ("decoder", decoder, encoder(traced_with), encoder(checked_on))):
                 path = staging / f"{name}{FORMATS[fmt]}"
                 try:
+                    steps.set_postfix_str(f"writing the {name}")
                     write(part, example, path)
+                    steps.update()
+                    steps.set_postfix_str(f"checking the {name}")
                     exported = run(path, check)
+                    steps.update()
                 except Exception as error:  # the exporters raise many types; the reason is in the message
                     reraise_stop_or_disk(error, f"output={output}")
                     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from aerecon.errors import AereconError
+from aerecon.errors import AereconError, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
 
 COLUMNS = {  # TensorBoard tag -> column
@@ -291,10 +291,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.dir.expanduser().is_dir():
         parser.exit(2, f"aerecon: error: {args.dir} is not a folder\n")
-    try:
-        written = write_report(args.dir, args.out)
-    except ReportError as error:
-        parser.exit(2, f"aerecon: error: {error}\n")
+    with exit_on_user_error(), sigterm_stops(lambda: "while writing the report; every file written is complete"):
+        try:
+            written = write_report(args.dir, args.out)
+        except ReportError as error:
+            parser.exit(2, f"aerecon: error: {error}\n")
+        except OSError as error:  # a full disk, or a folder the user may not write: each file is whole or absent
+            parser.exit(2, f"aerecon: error: cannot write {error.filename or args.out or args.dir} "
+                           f"({error.strerror or error}); every file written is complete\n")
     print(written["markdown"])
     print("Wrote " + ", ".join(str(p) for p in written["files"]))
 

@@ -147,6 +147,9 @@ def test_report_cli_errors_clearly(sweep, tmp_path):
     damaged = run_cli(str(run), cwd=tmp_path, app="aerecon.report")
     assert damaged.returncode == 0 and "Traceback" not in damaged.stderr
     assert "results.json is not the JSON a run writes" in damaged.stderr and "(?)" in (run / "report.md").read_text()
+    unwritable = run_cli(str(run), "--out", "/proc/report", cwd=tmp_path, app="aerecon.report")
+    assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
+    assert unwritable.stderr.strip().splitlines()[-1].startswith("aerecon: error: cannot write /proc/report (")
 
 
 def test_evaluate_writes_metrics_audio_and_figures(sweep, tmp_path, shared_dirs):
