@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from aerecon import CONF_DIR
 from aerecon.config import home_paths
@@ -71,9 +72,12 @@ def reconstruct(cfg: DictConfig) -> Path:
 
         def song():
             nonlocal frames
-            for block in blocks:
-                yield to_model(block)
-                frames += len(block)
+            with tqdm(desc=f"Reconstructing {source.name}", unit="s", unit_scale=False,
+                      bar_format="{desc}: {n:.0f} s of audio [{elapsed}, {rate_fmt}]") as progress:
+                for block in blocks:
+                    yield to_model(block)
+                    frames += len(block)
+                    progress.update(len(block) / source_rate)
             yield to_model.flush()
 
         def output():

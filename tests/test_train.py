@@ -423,3 +423,20 @@ def test_a_folder_that_holds_a_run_is_not_trained_into_again(make_cfg):
                                           rf"ckpt_path={run / 'checkpoints/last.ckpt'}"):
         train(make_cfg("model=fc", "trainer.max_epochs=1", "test=false"))
     assert (run / "results.json").read_bytes() == before
+
+
+def test_a_checkpoint_holds_the_weights_the_optimizer_state_and_little_else(make_cfg, tmp_path):
+    results = train(make_cfg("model=fc", "trainer.max_epochs=1", "test=false"))
+    path = Path(results["run_dir"]) / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=True)
+
+    def tensor_bytes(node) -> int:
+        if isinstance(node, torch.Tensor):
+            return node.nbytes
+        if isinstance(node, dict):
+            return sum(tensor_bytes(v) for v in node.values())
+        return sum(tensor_bytes(v) for v in node) if isinstance(node, (list, tuple)) else 0
+
+    weights, optimizer = tensor_bytes(checkpoint["state_dict"]), tensor_bytes(checkpoint["optimizer_states"])
+    assert weights == sum(p.nbytes for p in checkpoint["state_dict"].values())
+    assert path.stat().st_size <= weights + optimizer + 256 * 1024  # run state, config and zip headers: small
