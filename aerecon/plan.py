@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aerecon import CONF_DIR
-from aerecon.config import home_paths
+from aerecon.config import build, home_paths
 from aerecon.checks import check_train
 from aerecon.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
@@ -244,6 +244,21 @@ def options_that_fit(cfg: DictConfig, model) -> list[tuple[str, MemoryPlan]]:
     return found
 
 
+def check_model_size(cfg: DictConfig) -> None:
+    """Before the model is built (which allocates its weights): refuses a run that no option of the
+    plan could fit, whose weights alone, even at 16 bits, exceed budget_gb (counted on the meta
+    device, where nothing is allocated)."""
+    if cfg.get("budget_gb") is None:
+        return
+    with torch.device("meta"):
+        count = sum(p.numel() for p in build(cfg.model).parameters())
+    if 2 * count > cfg.budget_gb * GIB:
+        raise ConfigError(f"this model has {count:,} parameters: its weights alone, even at 16 bits, need "
+                          f"{2 * count / GIB:.2f} GiB, more than budget_gb={cfg.budget_gb:g}; nothing was built. Choose a "
+                          f"smaller model (model.net.latent, data.segment_seconds, data.sample_rate), or set "
+                          f"budget_gb=null to build it anyway")
+
+
 def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
     """Plan the run; raise ConfigError naming the total, the budget and options that fit if it does not."""
     if cfg.get("budget_gb") is None:
@@ -270,6 +285,7 @@ def main(cfg: DictConfig) -> None:
     silence_third_party()
     with exit_on_user_error():
         check_train(cfg)
+        check_model_size(cfg)
         model = instantiate(cfg.model)
         plan = plan_memory(cfg, model)
         print(f"Memory plan for model={cfg.model_name} precision={_precision(cfg)} batch={cfg.data.batch_size}:")

@@ -25,7 +25,7 @@ from aerecon.config import build, home_paths
 from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
 from aerecon.files import atomic_write
 from aerecon.internals import epochs_processed
-from aerecon.plan import check_budget
+from aerecon.plan import check_budget, check_model_size
 from aerecon.quiet import silence_third_party
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def assemble(cfg: DictConfig) -> Run:
     config["overrides"] = [o for o in overrides if not o.startswith("ckpt_path=")]  # to repeat when resuming
     # Every config fault is found before any work: the data settings, the model, the memory plan.
     datamodule = build(cfg.data)
+    check_model_size(cfg)  # before the model's memory is allocated
     model = build(cfg.model)
     check_budget(cfg, model)  # a run that cannot fit the card stops here
     datamodule.prepare_data()  # finds, decodes and caches the audio: bad data fails here, before training

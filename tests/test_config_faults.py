@@ -45,6 +45,9 @@ from aerecon.train import train
     (["optimizer.lr=inf"], r"optimizer.lr=inf: must be a learning rate above 0"),
     (["data.segment_seconds=inf"], r"data.segment_seconds=inf: must be a positive length in seconds"),
     (["data.split={train:nan,val:1,test:1}"], r"data.split=\{'train': nan, .*\}: needs train, val, test weights"),
+    (["model=fc", "data.sample_rate=4000000", "model.net.hidden=[2000]"],
+     r"this model has [\d,]+ parameters: its weights alone, even at 16 bits, need [\d.]+ GiB, more than budget_gb=8; "
+     r"nothing was built"),
     (["test=no"], r"test='no': must be true or false, e.g. test=true"),
     (["trainer.enable_progress_bar=off"], r"trainer.enable_progress_bar='off': must be true or false"),
     (["model.gradient_checkpointing=1"], r"model.gradient_checkpointing=1: must be true or false"),
