@@ -1,6 +1,7 @@
 """Reading aerecon checkpoints as data: tensors and plain values only (weights_only), and a config
 that may name only aerecon's own components, checked before anything is built from it."""
 
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from aerecon import segment_samples
-from aerecon.errors import ConfigError, DiskError
+from aerecon.errors import ConfigError, DiskError, first_line
 from aerecon.files import atomic_write
 
 
@@ -58,20 +59,39 @@ def upgrade_state_dict(state: dict) -> dict:
             for k, v in state.items()}
 
 
-# Everything a checkpoint's `model` and `data` (the parts built from it) may name as a `_target_`:
-# the components aerecon's own configs build there. Anything else (a file writer, a shell, any
-# other callable) is refused, never called.
-BUILT = ("model", "data")
-COMPONENTS = frozenset({
-    "aerecon.models.AutoencoderModule",
+# What a checkpoint's `model` and `data` (the parts built from it) may name as a `_target_`, by
+# the place it stands in: the components aerecon's own configs build there. Anything else (a file
+# writer, a shell, any other callable, or a component out of its place, e.g. a network inside the
+# optimizer's settings) is refused, never called.
+NETS = frozenset({
     "aerecon.models.FCAutoencoder", "aerecon.models.ConvAutoencoder", "aerecon.models.ResConvAutoencoder",
     "aerecon.models.SparseConvAutoencoder", "aerecon.models.LowpassRFFT", "aerecon.models.FourierTopK",
-    "aerecon.models.FourierSparse", "aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck",
-    "aerecon.representation.RFFT", "aerecon.representation.Raw", "aerecon.representation.MuLaw",
-    "aerecon.losses.MSELoss", "aerecon.losses.MultiResolutionSTFTLoss", "aerecon.losses.WeightedSum",
-    "aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule", "aerecon.data.stream.StreamDataModule",
-    "torch.optim.Adam", "torch.optim.Adafactor", "torch.optim.lr_scheduler.ReduceLROnPlateau",
-})
+    "aerecon.models.FourierSparse"})
+PLACES = {
+    "model": frozenset({"aerecon.models.AutoencoderModule"}) | NETS,  # a net: written before the module existed
+    "model.net": NETS,
+    "model.bottleneck": frozenset({"aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck"}),
+    "model.representation": frozenset({"aerecon.representation.RFFT", "aerecon.representation.Raw",
+                                       "aerecon.representation.MuLaw"}),
+    "model.loss": frozenset({"aerecon.losses.WeightedSum", "aerecon.losses.MSELoss"}),
+    "model.loss.terms.*": frozenset({"aerecon.losses.MSELoss", "aerecon.losses.MultiResolutionSTFTLoss"}),
+    "model.optimizer": frozenset({"torch.optim.Adam", "torch.optim.Adafactor"}),
+    "model.scheduler": frozenset({"torch.optim.lr_scheduler.ReduceLROnPlateau"}),
+    "data": frozenset({"aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule",
+                       "aerecon.data.stream.StreamDataModule"}),
+}
+COMPONENTS = frozenset().union(*PLACES.values())
+BUILT = ("model", "data")
+
+
+def place_of(key: str) -> str:
+    """The PLACES entry of a node's dotted key (a loss term's name is a wildcard)."""
+    parts = key.split(".")
+    if parts[:3] == ["model", "loss", "terms"] and len(parts) == 4:
+        return "model.loss.terms.*"
+    return key
+
+
 ZIP, GZIP, PICKLE = b"PK\x03\x04", b"\x1f\x8b", b"\x80"
 
 
@@ -81,9 +101,11 @@ def check_components(node, path, key: str = "") -> None:
     if isinstance(node, dict):
         for name, value in node.items():
             where = f"{key}.{name}" if key else str(name)
-            if name == "_target_" and value not in COMPONENTS:
-                raise ConfigError(f"ckpt_path={path}: its config names {where}={value!r}, which is not one of "
-                                  "aerecon's components; nothing was built from it. Use a checkpoint aerecon wrote")
+            if name == "_target_" and not (isinstance(value, str) and value in PLACES.get(place_of(key), ())):
+                which = ("not one of aerecon's components" if not isinstance(value, str) or value not in COMPONENTS
+                         else "one of aerecon's components, but not one that belongs there")
+                raise ConfigError(f"ckpt_path={path}: its config names {where}={value!r}, which is {which}; nothing "
+                                  "was built from it. Use a checkpoint aerecon wrote")
             check_components(value, path, where)
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
@@ -94,18 +116,25 @@ def check_components(node, path, key: str = "") -> None:
 
 
 def check_lengths(config: dict, path) -> None:
-    """The network's input length is the data's segment length; a checkpoint that says otherwise
-    would run the model on segments it was never trained on."""
-    data, net = config.get("data"), (config.get("model") or {}).get("net")
-    if not isinstance(data, dict) or not isinstance(net, dict) or "input_length" not in net:
+    """The data's rate and segment length are positive numbers, and the network's input length is
+    the segment length: a checkpoint that says otherwise would run the model on segments it was
+    never trained on (or on none)."""
+    data, model = config.get("data"), config.get("model")
+    if not isinstance(data, dict) or not isinstance(model, dict):
+        raise ConfigError(f"ckpt_path={path}: its config has no model and data settings; use a checkpoint aerecon wrote")
+    for key in ("sample_rate", "segment_seconds"):
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"ckpt_path={path}: its data.{key}={value!r} is not a positive number; the file was "
+                              "edited. Use the run's own checkpoint")
+    net = model.get("net")
+    if not isinstance(net, dict) or "input_length" not in net:
         return
-    rate, seconds, length = data.get("sample_rate"), data.get("segment_seconds"), net["input_length"]
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (rate, seconds, length))
-    if not numbers or segment_samples(rate, seconds) != length:
+    rate, seconds, length = data["sample_rate"], data["segment_seconds"], net["input_length"]
+    if segment_samples(rate, seconds) != length:
         raise ConfigError(f"ckpt_path={path}: its settings disagree: data.sample_rate={rate} and "
-                          f"data.segment_seconds={seconds} make segments of "
-                          f"{segment_samples(rate, seconds) if numbers else '?'} samples, but "
-                          f"model.net.input_length={length}. The file was edited; use the run's own checkpoint")
+                          f"data.segment_seconds={seconds} make segments of {segment_samples(rate, seconds)} samples, "
+                          f"but model.net.input_length={length}. The file was edited; use the run's own checkpoint")
 
 
 def what_it_is(path: Path, error: BaseException) -> str:
@@ -196,12 +225,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     The model is first built without memory (on torch's meta device) and its weights' shapes
     checked against the file's: a config that describes a larger model than the file holds
     allocates nothing."""
+    from hydra.errors import InstantiationException
+
     from aerecon.config import build  # here, so reading a config stays import-light
+
+    def cause_of(error: BaseException) -> BaseException:  # hydra wraps what the constructor raised
+        return error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
 
     config = load_checkpoint_config(path)
     state = upgrade_state_dict(read(Path(path).expanduser()).get("state_dict") or {})
-    with torch.device("meta"):
-        check_weights(build(config["model"]), state, path)
-    model = build(config["model"])
+    try:
+        with torch.device("meta"):
+            check_weights(build(config["model"]), state, path)
+        model = build(config["model"])
+    except (InstantiationException, TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"ckpt_path={path}: its config cannot build a model ({first_line(cause_of(error))}); it was "
+                          "edited, or written by another program. Use a checkpoint aerecon wrote") from None
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -55,8 +55,13 @@ def max_time(v) -> bool:
     return v is None or isinstance(v, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", v) is not None
 
 
+def folder(v) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+PATHS = {f"paths.{key}": (folder, "a folder", f"paths.{key}=DIR") for key in ("root_dir", "log_dir", "data_dir", "cache_dir")}
 # key: (check, what it must be, a valid example)
-TRAIN = {
+TRAIN = PATHS | {
     "seed": (whole(0), "a whole number", "seed=1234"),
     "budget_gb": (optional(positive), "GiB above 0, or null (no check)", "budget_gb=8"),
     "data.batch_size": (whole(1), "a whole number of segments, at least 1", "data.batch_size=40"),

@@ -6,9 +6,13 @@ import signal
 import sys
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+
+
+STARTED = time.time() - 1  # when this process began, near enough: folders made since are its own (ctime, 1 s grain)
 
 
 class AereconError(Exception):
@@ -133,20 +137,25 @@ def exit_on_user_error():
 
 def remove_refused_run() -> None:
     """A run refused before it wrote anything leaves no folder to clutter TensorBoard and reports:
-    its folder goes when it holds only Hydra's record of the command and the log (and then its
-    parents up to the working folder, where they are left empty)."""
+    its folder goes when this process made it (Hydra does, before the command's own checks) and
+    it holds only Hydra's record of the command and the log; so do the parents this process made
+    for it, once empty."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return
-    run, here = Path(HydraConfig.get().runtime.output_dir).absolute(), Path.cwd().absolute()
-    if run == here or here not in run.parents or not (run / ".hydra").is_dir():
+    run = Path(HydraConfig.get().runtime.output_dir).absolute()
+
+    def made_here(folder: Path) -> bool:
+        return folder != Path.cwd().absolute() and folder.is_dir() and folder.stat().st_ctime >= STARTED
+
+    if not made_here(run) or not (run / ".hydra").is_dir():
         return
     if any(p.name not in (".hydra", ".run.lock") and not (p.is_file() and p.suffix == ".log") for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)
     for parent in run.parents:
-        if parent == here or any(parent.iterdir()):
+        if not made_here(parent) or any(parent.iterdir()):
             break
         parent.rmdir()
 

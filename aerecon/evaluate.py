@@ -61,6 +61,10 @@ def data_config(cfg: DictConfig, saved: dict) -> dict:
         if stored["_target_"].endswith("StreamDataModule"):
             stored = songs_of_stream(stored, cfg)
         data = {**stored, **{k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None}}
+        if cfg.data.root is None and data["_target_"].endswith("DemoDataModule"):
+            # The demo renders from its seed: into this machine's data folder, never into a folder
+            # named by the checkpoint (another machine's path, or anyone's, in a shared file).
+            data["root"] = str(Path(cfg.paths.data_dir) / "demo")
         if cfg.data.root is not None and data["_target_"].endswith("DemoDataModule"):
             # Any folder given on its own is the user's audio, not a place to render the demo into.
             data = {k: v for k, v in data.items() if k not in DEMO_ONLY}

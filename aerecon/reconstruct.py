@@ -14,7 +14,7 @@ from aerecon import CONF_DIR
 from aerecon.config import home_paths
 from aerecon.audio import Resampler, open_mono, write_wav
 from aerecon.checks import RECONSTRUCT, check as check_settings
-from aerecon.errors import ConfigError, DiskError, exit_on_user_error, sigterm_stops
+from aerecon.errors import AudioError, ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.inference import load
 from aerecon.quiet import silence_third_party
 
@@ -67,7 +67,10 @@ def reconstruct(cfg: DictConfig) -> Path:
     model = load(cfg.ckpt_path, cfg.device)
     with open_mono(source, block_frames=max(1, round(cfg.block_seconds * model.sample_rate))) as (source_rate, blocks):
         rate = source_rate if cfg.rate == "input" else model.sample_rate
-        to_model, to_output = Resampler(source_rate, model.sample_rate), Resampler(model.sample_rate, rate)
+        try:
+            to_model, to_output = Resampler(source_rate, model.sample_rate), Resampler(model.sample_rate, rate)
+        except AudioError as error:
+            raise AudioError(f"input={source}: {error}") from None
         frames = 0
 
         def song():

@@ -16,7 +16,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 import aerecon
-from aerecon.checkpoint import BUILT, COMPONENTS, load_checkpoint_config
+from aerecon.checkpoint import BUILT, COMPONENTS, PLACES, load_checkpoint_config, place_of
 from aerecon.config import compose_train
 from aerecon.errors import ConfigError
 from conftest import REPO, run_cli
@@ -46,23 +46,26 @@ CHOICES = [[f"model={p.stem}"] for p in sorted((REPO / "conf/model").glob("*.yam
     ["representation=mulaw"], ["loss=mse_stft"], ["optimizer=adafactor"]]
 
 
-def test_every_component_the_configs_build_is_registered_and_real():
-    named = set()
+def test_every_component_the_configs_build_is_registered_in_its_place_and_real():
+    named, misplaced = set(), []
 
-    def walk(node):
+    def walk(node, key):
         if isinstance(node, dict):
-            named.update([node["_target_"]] if "_target_" in node else [])
-            for value in node.values():
-                walk(value)
+            if "_target_" in node:
+                named.add(node["_target_"])
+                if node["_target_"] not in PLACES.get(place_of(key), ()):
+                    misplaced.append((key, node["_target_"]))
+            for name, value in node.items():
+                walk(value, f"{key}.{name}")
         elif isinstance(node, list):
             for value in node:
-                walk(value)
+                walk(value, key)
 
     for overrides in CHOICES:
         config = OmegaConf.to_container(compose_train(overrides), resolve=True)
         for key in BUILT:
-            walk(config[key])
-    assert named <= COMPONENTS, f"not registered: {sorted(named - COMPONENTS)}"
+            walk(config[key], key)
+    assert named <= COMPONENTS and not misplaced, (sorted(named - COMPONENTS), misplaced)
     assert len(named) > 15
     for target in COMPONENTS:
         assert callable(get_class(target)), target
@@ -105,6 +108,12 @@ def test_aerecon_load_builds_only_registered_components(tmp_path):
         r"model.loss.terms\[1\]._target_='os.remove'": lambda c: c["model"]["loss"].update(
             terms=[{}, {"_target_": "os.remove", "_args_": [str(marker)]}]),
         "model._target_=5": lambda c: c["model"].update(_target_=5),
+        r"its config cannot build a model \(.*\); it was edited": lambda c: c["model"].update(_args_=[1, 2, 3]),
+        r"model._target_=\['x'\], which is not one of aerecon's components": lambda c: c["model"].update(_target_=["x"]),
+        # a whole network (a 40000 x 40000 layer) where the optimizer's settings are: never built
+        "model.optimizer.weight_decay._target_='aerecon.models.FCAutoencoder', which is one of aerecon's components, "
+        "but not one that belongs there": lambda c: c["model"]["optimizer"].update(weight_decay={
+            "_target_": "aerecon.models.FCAutoencoder", "input_length": 40000, "hidden": [], "latent": 40000}),
         r"an interpolation at model.latent \('\$\{oc.env:HOME\}'\)": lambda c: c["model"].update(
             latent="${oc.env:HOME}"),
     }
@@ -122,8 +131,16 @@ def test_settings_that_must_agree_are_checked_when_a_checkpoint_is_read(tmp_path
     def seconds(c):
         c["data"]["segment_seconds"] = 0.2
 
+    def not_a_number(c):
+        c["data"]["segment_seconds"] = float("nan")
+
+    def text(c):
+        c["data"]["sample_rate"] = "2000"
+
     for change, message in ((rate, "data.sample_rate=4000 and data.segment_seconds=0.1 make segments of 400 samples, "
                                    "but model.net.input_length=200"),
+                            (not_a_number, "its data.segment_seconds=nan is not a positive number"),
+                            (text, "its data.sample_rate='2000' is not a positive number"),
                             (seconds, "data.sample_rate=2000 and data.segment_seconds=0.2 make segments of 400 "
                                       "samples, but model.net.input_length=200")):
         ckpt = with_config(tmp_path, f"{change.__name__}.ckpt", change)
@@ -195,3 +212,13 @@ def test_a_config_that_describes_a_huge_model_allocates_nothing(tmp_path):
     with pytest.raises(ConfigError, match=r"its weights do not fit the model its config describes .*"
                                           r"but the model has \[1000000000\]"):
         aerecon.load(ckpt, "cpu")
+
+
+def test_evaluating_a_demo_checkpoint_renders_the_demo_here_not_where_the_file_says(tmp_path):
+    victim = tmp_path / "someone" / "else"
+    victim.mkdir(parents=True)
+    ckpt = with_config(tmp_path, "demo.ckpt", lambda c: c["data"].update(root=str(victim)))
+    result = run_cli(f"ckpt_path={ckpt}", "max_media_songs=0", "butt_joined=false", cwd=tmp_path, app="aerecon.evaluate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(victim.iterdir()) == []
+    assert any((tmp_path / "data" / "demo").glob("*.flac"))  # this machine's data folder (paths.data_dir)

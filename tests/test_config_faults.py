@@ -1,6 +1,8 @@
 """Config faults stop a run before any work (no audio scanned, nothing cached), with a message
 that names the key and a valid example."""
 
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -82,6 +84,10 @@ def test_number_faults_on_the_command_line_are_one_line_and_exit_2(tmp_path):
     assert result.stderr.strip() == ("aerecon: error: data.batch_size='forty': must be a whole number of segments, "
                                      "at least 1, e.g. data.batch_size=40")
     assert not (tmp_path / "logs").exists()  # a refused run leaves no folder behind
+    result = run_cli(*TINY, "paths.root_dir=", cwd=tmp_path)  # empty: it would have meant / for logs, data, cache
+    assert result.returncode == 2 and result.stderr.strip() == ("aerecon: error: paths.root_dir='': must be a folder, "
+                                                                "e.g. paths.root_dir=DIR")
+    assert not Path("/logs/train").exists()
     result = run_cli(*TINY, "optimizer.lr=-1", cwd=tmp_path, app="aerecon.plan")
     assert result.returncode == 2 and "optimizer.lr=-1: must be a learning rate above 0" in result.stderr
 

@@ -208,3 +208,18 @@ def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
         with pytest.raises(ConfigError, match=message):
             check(config)
     assert kept.read_bytes() == b"the user's own file"
+
+
+def test_a_rate_that_shares_no_common_factor_is_refused_before_any_memory_is_taken(tmp_path):
+    for rate in (767999, 44101):  # a 6 GiB and a 0.8 GiB filter for torchaudio's exact resampler
+        sf.write(tmp_path / "odd.wav", np.full(2000, 0.1, dtype=np.float32), rate, subtype="FLOAT")
+        cfg = OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "odd.wav"),
+                                "output": str(tmp_path / "out.wav"), "overwrite": False, "rate": "model",
+                                "device": "cpu", "batch_size": 2, "block_seconds": 1,
+                                "stitch": {"window": "notched", "notches": 8, "overlap": 0.5}})
+        with pytest.raises(AudioError, match=rf"input=.*odd.wav: its sample rate, {rate} Hz, shares too small a "
+                                             r"factor with 2000 Hz to resample exactly .* convert it to a common rate"):
+            reconstruct(cfg)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.wav"]
+    for common in (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 192000):
+        Resampler(common, 4410), Resampler(4410, common)  # every common rate, to the thesis's and back
