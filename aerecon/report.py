@@ -264,12 +264,26 @@ def loss_figure(report: dict) -> Figure:
     return fig
 
 
+WRITES = ("report.md", "report.csv", "val_loss.png", "seeds.csv")
+
+
+def check_own(out: Path) -> None:
+    """Refuses a folder holding a report file that aerecon-report did not write: its report.md
+    begins with its title, and the other files come with it."""
+    present = [name for name in WRITES if (out / name).exists()]
+    ours = (out / "report.md").is_file() and (out / "report.md").read_bytes().startswith(b"# Sweep report")
+    if present and not ours:
+        raise ReportError(f"{out} holds {', '.join(present)}, which aerecon-report did not write; it replaces only its "
+                          f"own reports: name another folder with --out DIR")
+
+
 def write_report(root: Path, out: Path | None = None) -> dict:
     root = Path(root).expanduser()
     out = Path(out).expanduser() if out else root
     report = build_report(root)
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file; name a folder for report.md, report.csv and val_loss.png")
+    check_own(out)
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(report)
     atomic_write(out / "report.md", lambda f: f.write(markdown.encode()))

@@ -147,6 +147,12 @@ def test_report_cli_errors_clearly(sweep, tmp_path):
     damaged = run_cli(str(run), cwd=tmp_path, app="aerecon.report")
     assert damaged.returncode == 0 and "Traceback" not in damaged.stderr
     assert "results.json is not the JSON a run writes" in damaged.stderr and "(?)" in (run / "report.md").read_text()
+    mine = tmp_path / "mine"
+    shutil.copytree(root / "0_fc/run", mine / "run")
+    (mine / "report.md").write_text("my own notes")
+    refused = run_cli(str(mine), cwd=tmp_path, app="aerecon.report")
+    assert refused.returncode == 2 and "holds report.md, which aerecon-report did not write" in refused.stderr
+    assert (mine / "report.md").read_text() == "my own notes" and not (mine / "report.csv").exists()
     unwritable = run_cli(str(run), "--out", "/proc/report", cwd=tmp_path, app="aerecon.report")
     assert unwritable.returncode == 2 and "Traceback" not in unwritable.stderr
     assert unwritable.stderr.strip().splitlines()[-1].startswith("aerecon: error: cannot write /proc/report (")
