@@ -175,6 +175,8 @@ def load_checkpoint_config(path: str | Path) -> dict:
         raise ConfigError(f"ckpt_path={path} is a folder, not a checkpoint; " + (
             f"its latest checkpoint: ckpt_path={inside}" if inside else
             "e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"))
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"ckpt_path={path} is not a regular file (a pipe or a device), not a checkpoint")
     if not path.is_file():
         raise ConfigError(f"ckpt_path={path} does not exist; e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
     checkpoint = read(path)

@@ -148,18 +148,19 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
     noise = torch.Generator().manual_seed(0)
     traced_with = 0.1 * torch.randn(2, 1, model.segment_samples, generator=noise)
     checked_on = 0.1 * torch.randn(3, 1, model.segment_samples, generator=noise)
-    # a full disk can abort TorchScript's writer outright, so the room is checked first
-    need = 2 * sum(t.nbytes for t in model.module.state_dict().values()) + 2**20
-    free = shutil.disk_usage(output.parent).free
-    if free < need:
-        raise DiskError(f"cannot write output={output} (No space left on device: the export needs about "
-                        f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); nothing was written")
     staging = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
     except OSError as error:
         raise DiskError(f"cannot write output={output} ({error.strerror or error}); nothing was written") from None
+    # a full disk can abort TorchScript's writer outright, so the room is checked first
+    need = 2 * sum(t.nbytes for t in model.module.state_dict().values()) + 2**20
+    free = shutil.disk_usage(staging).free
+    if free < need:
+        staging.rmdir()
+        raise DiskError(f"cannot write output={output} (No space left on device: the export needs about "
+                        f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); nothing was written")
     try:
         errors, ties = {}, False
         steps = tqdm(total=4, desc=f"Exporting to {fmt}", unit="step")
@@ -220,6 +221,8 @@ def check(cfg: DictConfig) -> Path:
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: use one of {', '.join(FORMATS)}")
     output = Path(str(cfg.output)).expanduser()
+    if output.is_symlink():
+        raise ConfigError(f"output={output} is a symbolic link; name a new folder for the export")
     if output.exists():
         raise ConfigError(f"output={output} exists; name a new folder for the export")
     if not output.parent.is_dir():

@@ -269,14 +269,18 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
             continue
         room(target, specs)
         atomic_write(stamp, lambda f: f.write(wanted.encode()))  # before any chunk: what they are to hold
-        log.info("Writing %d %s segments of %d songs to %s", len(specs), split, len(dataset.songs), target)
+        log.info("Writing %d %s segments of %s to %s", len(specs), split, songs(len(dataset.songs)), target)
         started = time.perf_counter()
         write_split(specs, target, cfg.data.split_seed, cfg.chunk_megabytes, datamodule.cache.workers)
         log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
     write_info(output, settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
                                         "splits": counts, "files": checksums(output)})
     log.info("Wrote %s: %s", output,
-             ", ".join(f"{split} {c['segments']} segments of {c['songs']} songs" for split, c in counts.items()))
+             ", ".join(f"{split} {c['segments']} segments of {songs(c['songs'])}" for split, c in counts.items()))
+
+
+def songs(count: int) -> str:
+    return f"{count} song" + ("" if count == 1 else "s")
 
 
 def room(target: Path, specs: list[list]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bench_common import nexuiz
+from bench_common import real_music
 
 TRAIN = [sys.executable, "-m", "aerecon.train"]
 TESTS = Path(__file__).resolve().parents[1] / "tests"
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/aerecon-resume-exact"))
     args = parser.parse_args()
-    out, music = args.out, nexuiz(Path("data/nexuiz"))
+    out, music = args.out, real_music(Path("data/nexuiz"))
     prepared = out / "prepared"
     if not (prepared / "aerecon.json").is_file():
         subprocess.run([sys.executable, "-m", "aerecon.prepare", f"data.root={music}", f"output={prepared}"], check=True)

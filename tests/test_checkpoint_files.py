@@ -183,6 +183,11 @@ def _not_checkpoints(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_files_that_are_not_checkpoints_are_named_as_what_they_are(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.ckpt")
+    with pytest.raises(ConfigError, match=r"pipe.ckpt is not a regular file \(a pipe or a device\)"):
+        load_checkpoint_config(tmp_path / "pipe.ckpt")
     for message, path in _not_checkpoints(tmp_path).items():
         with pytest.raises(ConfigError, match=f"ckpt_path={path} .*{message}") as caught:
             load_checkpoint_config(path)

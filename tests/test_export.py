@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import aerecon
 from aerecon.errors import ConfigError
@@ -136,6 +137,10 @@ def test_a_stop_or_a_full_disk_inside_an_exporter_is_reported_as_such_and_leaves
             export(models["fc"], "onnx", tmp_path / "out")
         assert list(tmp_path.iterdir()) == []
 
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere" / "t")
+    with pytest.raises(ConfigError, match="output=.*link is a symbolic link; name a new folder"):
+        exporting.check(OmegaConf.create({"ckpt_path": "x.ckpt", "format": "onnx", "output": str(tmp_path / "link")}))
+    (tmp_path / "link").unlink()
     monkeypatch.setattr(exporting.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
     with pytest.raises(DiskError, match=r"No space left on device: the export needs about 1 MiB, 0 MiB are free"):
         export(models["fc"], "torchscript", tmp_path / "out")
