@@ -129,7 +129,8 @@ def test_a_folder_of_three_songs_or_more_splits_with_the_default_weights(tmp_pat
     if n == 3:  # a split of a few songs is named
         for split in ("val", "test"):
             assert f"{split} 1 song / 1 segments ({dm.songs[split][0].name})" in line
-    assert f"train {len(dm.songs['train'])} songs" in line
+    count = len(dm.songs["train"])
+    assert f"train {count} song{'s' if count != 1 else ''} / " in line
 
 
 def test_a_single_song_says_how_many_are_needed(tmp_path):
