@@ -121,7 +121,8 @@ def check_lengths(config: dict, path) -> None:
     never trained on (or on none)."""
     data, model = config.get("data"), config.get("model")
     if not isinstance(data, dict) or not isinstance(model, dict):
-        raise ConfigError(f"ckpt_path={path}: its config has no model and data settings; use a checkpoint aerecon wrote")
+        raise ConfigError(f"ckpt_path={path}: its config has no model and data settings; "
+                          "use a checkpoint aerecon wrote")
     for key in ("sample_rate", "segment_seconds"):
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -231,9 +232,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
     from aerecon.config import build  # here, so reading a config stays import-light
 
-    def cause_of(error: BaseException) -> BaseException:  # hydra wraps what the constructor raised
-        return error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
-
     config = load_checkpoint_config(path)
     state = upgrade_state_dict(read(Path(path).expanduser()).get("state_dict") or {})
     try:
@@ -241,7 +239,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
             check_weights(build(config["model"]), state, path)
         model = build(config["model"])
     except (InstantiationException, TypeError, ValueError, RuntimeError) as error:
-        raise ConfigError(f"ckpt_path={path}: its config cannot build a model ({first_line(cause_of(error))}); it was "
-                          "edited, or written by another program. Use a checkpoint aerecon wrote") from None
+        reason = first_line(error.__cause__ or error)  # hydra wraps what the constructor raised
+        raise ConfigError(f"ckpt_path={path}: its config cannot build a model ({reason}); it was edited, or written "
+                          "by another program. Use a checkpoint aerecon wrote") from None
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -59,7 +59,8 @@ def folder(v) -> bool:
     return isinstance(v, str) and v.strip() != ""
 
 
-PATHS = {f"paths.{key}": (folder, "a folder", f"paths.{key}=DIR") for key in ("root_dir", "log_dir", "data_dir", "cache_dir")}
+PATHS = {f"paths.{key}": (folder, "a folder", f"paths.{key}=DIR")
+         for key in ("root_dir", "log_dir", "data_dir", "cache_dir")}
 # key: (check, what it must be, a valid example)
 TRAIN = PATHS | {
     "seed": (whole(0), "a whole number", "seed=1234"),

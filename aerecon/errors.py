@@ -76,11 +76,7 @@ class Stopped(BaseException):
 
 def user_error(error: BaseException) -> AereconError | Stopped | None:
     """The AereconError (or stop) behind `error`, if any (hydra's instantiate wraps what constructors raise)."""
-    while error is not None:
-        if isinstance(error, (AereconError, Stopped)):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
+    return cause(error, (AereconError, Stopped))
 
 
 def message_of(error: BaseException) -> str:

@@ -1,9 +1,14 @@
-"""Writing files so that a reader never sees a partial one, whatever interrupts the writer."""
+"""Writing files so that a reader never sees a partial one, whatever interrupts the writer; their
+hashes; and locks that make one process the only writer of a folder."""
 
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from filelock import FileLock, Timeout
 
 
 def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -34,3 +39,28 @@ def atomic_link(source: Path, target: Path) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, read a megabyte at a time (hashlib.file_digest needs Python 3.11)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def only_writer(lock: Path, refusal: str) -> Iterator[None]:
+    """Within: this process holds `lock`; when another holds it, a ConfigError(`refusal`) at once."""
+    from aerecon.errors import ConfigError
+
+    held = FileLock(str(lock), timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        raise ConfigError(refusal) from None
+    try:
+        yield
+    finally:
+        held.release()

@@ -254,8 +254,8 @@ def check_model_size(cfg: DictConfig) -> None:
         count = sum(p.numel() for p in build(cfg.model).parameters())
     if 2 * count > cfg.budget_gb * GIB:
         raise ConfigError(f"this model has {count:,} parameters: its weights alone, even at 16 bits, need "
-                          f"{2 * count / GIB:.2f} GiB, more than budget_gb={cfg.budget_gb:g}; nothing was built. Choose a "
-                          f"smaller model (model.net.latent, data.segment_seconds, data.sample_rate), or set "
+                          f"{2 * count / GIB:.2f} GiB, more than budget_gb={cfg.budget_gb:g}; nothing was built. "
+                          f"Choose a smaller model (model.net.latent, data.segment_seconds, data.sample_rate), or set "
                           f"budget_gb=null to build it anyway")
 
 

@@ -27,20 +27,18 @@ import shlex
 import shutil
 import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import numpy as np
-from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from aerecon import CONF_DIR, is_url
 from aerecon.checks import TRAIN, check as check_settings, fraction, whole
 from aerecon.config import build, home_paths
-from aerecon.data.segments import SPLITS
+from aerecon.data.segments import SPLITS, song_count
 from aerecon.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
-from aerecon.files import atomic_write
+from aerecon.files import atomic_write, only_writer, sha256
 from aerecon.quiet import silence_third_party
 from aerecon.upload import read_json, upload
 
@@ -51,7 +49,8 @@ INDEX = "index.json"  # LitData's, written last: a split with one is complete
 LOCK = ".prepare.lock"
 # What aerecon-prepare writes at the top of its output (a file's temporary twin included); anything
 # else there is the user's, and is never replaced.
-OWN = re.compile(rf"(aerecon\.json|data_report\.tsv|\.sent\.json|(train|val|test)(\.sha1)?)(\.\d+\.tmp)?|{re.escape(LOCK)}")
+OWN = re.compile(rf"(aerecon\.json|data_report\.tsv|\.sent\.json|(train|val|test)(\.sha1)?)(\.\d+\.tmp)?"
+                 rf"|{re.escape(LOCK)}")
 
 
 def segment_item(spec: list) -> dict:
@@ -118,21 +117,6 @@ def check_ownership(output: Path) -> None:
         raise ConfigError(f"output={output} holds {shown}{more}, which aerecon-prepare did not write; it never "
                           f"replaces files it did not write: name a new or empty folder, e.g. "
                           f"output={output.with_name(output.name + '_prepared')}")
-
-
-@contextmanager
-def exclusive(output: Path):
-    """Within: this process is the only aerecon-prepare writing into `output`."""
-    lock = FileLock(str(output / LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ConfigError(f"output={output}: another aerecon-prepare is writing there now; wait for it to finish, "
-                          f"or name another folder") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def staging(cfg: DictConfig) -> Path:
@@ -222,7 +206,8 @@ def prepare(cfg: DictConfig) -> Path:
     except OSError as error:
         raise ConfigError(f"output={output}: cannot create it ({error.strerror or error})") from None
     try:
-        with exclusive(output):
+        with only_writer(output / LOCK, f"output={output}: another aerecon-prepare is writing there now; wait for it "
+                                        f"to finish, or name another folder"):
             check_ownership(output)  # again, now that no other prepare can be writing
             _prepare(cfg, output)
     except BaseException:
@@ -269,18 +254,14 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
             continue
         room(target, specs)
         atomic_write(stamp, lambda f: f.write(wanted.encode()))  # before any chunk: what they are to hold
-        log.info("Writing %d %s segments of %s to %s", len(specs), split, songs(len(dataset.songs)), target)
+        log.info("Writing %d %s segments of %s to %s", len(specs), split, song_count(len(dataset.songs)), target)
         started = time.perf_counter()
         write_split(specs, target, cfg.data.split_seed, cfg.chunk_megabytes, datamodule.cache.workers)
         log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
     write_info(output, settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
                                         "splits": counts, "files": checksums(output)})
     log.info("Wrote %s: %s", output,
-             ", ".join(f"{split} {c['segments']} segments of {songs(c['songs'])}" for split, c in counts.items()))
-
-
-def songs(count: int) -> str:
-    return f"{count} song" + ("" if count == 1 else "s")
+             ", ".join(f"{split} {c['segments']} segments of {song_count(c['songs'])}" for split, c in counts.items()))
 
 
 def room(target: Path, specs: list[list]) -> None:
@@ -309,9 +290,7 @@ def checksums(output: Path) -> dict[str, dict]:
             if (known.get("size"), known.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
                 files[name] = known
                 continue
-            with open(path, "rb") as f:
-                files[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                               "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+            files[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256(path)}
     return files
 
 

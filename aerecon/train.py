@@ -11,7 +11,6 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
@@ -23,7 +22,7 @@ from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoin
 from aerecon.checks import check_train
 from aerecon.config import build, home_paths
 from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
-from aerecon.files import atomic_write
+from aerecon.files import atomic_write, only_writer
 from aerecon.internals import epochs_processed
 from aerecon.plan import check_budget, check_model_size
 from aerecon.quiet import silence_third_party
@@ -187,16 +186,9 @@ def only_run_in(run_dir: Path):
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ConfigError(f"{run_dir}: another training is writing there now; wait for it to finish, or leave "
-                          f"hydra.run.dir out for a new run folder") from None
-    try:
+    with only_writer(run_dir / RUN_LOCK, f"{run_dir}: another training is writing there now; wait for it to finish, "
+                                         f"or leave hydra.run.dir out for a new run folder"):
         yield
-    finally:
-        lock.release()
 
 
 def _fit(cfg: DictConfig, forwarding: Forwarding, checkpoint: dict | None, run_dir: Path) -> dict:

@@ -12,7 +12,6 @@ reader the corpus is complete, is sent last, and is removed first whenever anyth
 about to change, so that no reader ever takes partial chunks for a complete corpus.
 """
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import obstore
 
 from aerecon.errors import DataError
+from aerecon.files import atomic_write, sha256
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,9 @@ def read_json(url: str, name: str) -> dict | None:
         return None
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def upload(folder: Path, url: str, last: str) -> None:
     """Every file under `folder` to the same paths under `url`; `last` (a top-level file) last, and
     each split's LitData index after its chunks."""
-    from aerecon.files import atomic_write
-
     target = store(url)
     there = {meta["path"]: meta["size"] for batch in obstore.list(target) for meta in batch}
     # dot names are the writer's own (LitData's .checkpoints, aerecon-prepare's lock and this record)

@@ -19,7 +19,7 @@ from aerecon.audio import AUDIO_EXTENSIONS, scan
 from aerecon.data.cache import CachedSong, WaveformCache
 from aerecon.data.loaders import (EpochShuffleSampler, ResumableLoader, ShardSampler, WorkerLoader, worker_init,
                                   as_batch, rank_and_world)
-from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_splits
+from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_splits, song_count
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.errors import ConfigError, DataError
 from aerecon.files import atomic_write
@@ -174,8 +174,7 @@ class AudioDataModule(L.LightningDataModule):
         for split in SPLITS:
             songs = [s.name for s in self.songs[split]]
             named = f" ({', '.join(songs)})" if 0 < len(songs) <= 3 and split != "train" else ""
-            count = f"{len(songs)} song" + ("s" if len(songs) != 1 else "")
-            parts.append(f"{split} {count} / {len(self.datasets[split])} segments{named}")
+            parts.append(f"{split} {song_count(len(songs))} / {len(self.datasets[split])} segments{named}")
         return ", ".join(parts)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

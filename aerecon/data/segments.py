@@ -30,6 +30,10 @@ def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> s
     return next((split for split, (_, high) in shares(weights).items() if u < high), SPLITS[-1])
 
 
+def song_count(count: int) -> str:
+    return f"{count} song" + ("" if count == 1 else "s")
+
+
 def position(name: str, seed: int) -> float:
     """Where a song's hash falls in [0, 1): the split whose share holds it is the song's."""
     return int.from_bytes(hashlib.sha1(os.fsencode(f"{seed}:{name}")).digest()[:8], "big") / 2**64

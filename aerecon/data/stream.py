@@ -7,7 +7,6 @@ per epoch from the seed. LitData shards them across DDP ranks and loader workers
 state rides in checkpoints, so a run resumes mid-epoch on the batches it would have seen.
 """
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -24,6 +23,7 @@ from aerecon import is_url, segment_samples
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
 from aerecon.errors import ConfigError, DataError, first_line
+from aerecon.files import sha256
 from aerecon.internals import WorkerLoader, batch_buffer, loader_epoch
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ def check_files(root: str, info: dict) -> None:
         path = Path(root) / name
         size = path.stat().st_size if path.is_file() else None
         if size != record["size"]:
-            found = "is missing" if size is None else f"holds {size} bytes, not the {record['size']} it was written with"
+            found = ("is missing" if size is None else
+                     f"holds {size} bytes, not the {record['size']} it was written with")
             raise DataError(f"data.root={root} is damaged: {name} {found}; prepare it again (aerecon-prepare into a "
                             f"new folder, or the same command that wrote it)")
 
@@ -107,9 +108,7 @@ class SegmentStream(StreamingDataset):
         name = self._chunk_files[chunk]
         if name in self.checksums:
             path = Path(self.input_dir.path) / name
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
-            if digest != self.checksums[name]:
+            if (digest := sha256(path)) != self.checksums[name]:
                 raise DataError(f"{path} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
                                 f"{digest[:12]}…, recorded {self.checksums[name][:12]}…); prepare the corpus again")
         self._checked.add(chunk)
@@ -226,7 +225,8 @@ class StreamDataModule(L.LightningDataModule):
         train = split == "train"  # training drops a remainder only under DDP, so that ranks take equal steps
         checksums = {name.split("/", 1)[1]: record["sha256"] for name, record in self._info().get("files", {}).items()
                      if name.startswith(f"{split}/")}
-        return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0, checksums=checksums,
+        return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0,
+                             checksums=checksums,
                              shuffle=train, drop_last=None if train else False, seed=self.shuffle_seed, cache_dir=cache,
                              batch_decode=False,  # LitData's "auto" decoded a window of these for every item
                              max_cache_size=f"{self.max_cache_gb}GB" if self.max_cache_gb else None)
