@@ -7,6 +7,7 @@ changes one fails there, naming it, instead of somewhere deep in a run.
 
 import atexit
 import math
+import multiprocessing
 import weakref
 from pathlib import Path
 
@@ -31,6 +32,7 @@ REQUIRED = [
     (ModelCheckpoint, "_last_global_step_saved", None),
     (DataLoader, "_get_iterator", []),
     (_MultiProcessingDataLoaderIter, "_shutdown_workers", []),
+    (_MultiProcessingDataLoaderIter, "_workers", None),
     (torch.UntypedStorage, "_new_shared", ["size"]),
 ]
 
@@ -105,12 +107,14 @@ def batch_buffer(*shape: int) -> torch.Tensor:
 
 
 class WorkerLoader(DataLoader):
-    """A DataLoader whose worker processes are shut down before the interpreter exits.
+    """A DataLoader whose worker processes never outlive their iterator, nor keep the interpreter
+    from exiting.
 
-    The workers ignore SIGTERM (see aerecon.data.loaders.worker_init), but multiprocessing's exit handler stops
-    leftover children with SIGTERM and then waits for them: an iterator still holding its
-    workers at exit (a script or notebook that iterated a loader outside a Trainer, which
-    shuts its own down) would hang there for ever.
+    The workers ignore SIGTERM (see aerecon.data.loaders.worker_init), but both torch's shutdown
+    of an iterator and multiprocessing's exit handler end a worker that does not stop in time with
+    SIGTERM, and the exit handler then waits for it: a worker still busy (reading, or stuck after
+    an error in another worker) would be left running, and the interpreter would hang at exit.
+    Here such a worker is killed instead, once its iterator is gone and at exit.
     """
 
     _live_iterators: weakref.WeakSet = weakref.WeakSet()
@@ -119,12 +123,24 @@ class WorkerLoader(DataLoader):
         iterator = super()._get_iterator()
         if self.num_workers > 0:
             WorkerLoader._live_iterators.add(iterator)
+            # runs after the iterator's own __del__ has asked its workers to stop
+            weakref.finalize(iterator, kill_workers, list(iterator._workers)).atexit = False
         return iterator
 
     @classmethod
     def shutdown_all(cls) -> None:
         for iterator in list(cls._live_iterators):
             iterator._shutdown_workers()  # as Lightning's teardown does; a no-op once done
+        kill_workers([child for child in multiprocessing.active_children() if child.daemon])
+
+
+def kill_workers(workers: list) -> None:
+    """SIGKILL the loader workers still alive (they ignore SIGTERM), and reap them."""
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
 
 
 # atexit runs handlers last-registered-first: this one runs before multiprocessing's own.

@@ -476,7 +476,6 @@ def test_a_damaged_corpus_is_refused_naming_the_file_never_trained_on(corpus, tm
         loader = module.train_dataloader()
         with pytest.raises(DataError) as caught:
             list(loader)
-        loader._iterator = None  # its workers end with it (as Lightning's teardown does), not at interpreter exit
         assert message_of(caught.value) == (
             f"{chunk} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
             f"{__import__('hashlib').sha256(bytes(data)).hexdigest()[:12]}…, recorded "
