@@ -23,22 +23,22 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.audio import signal_noise_ratio
 from tqdm import tqdm
 
-from aerecon.audio import write_wav
-from aerecon.checkpoint import load_model
-from aerecon.checks import check_evaluate
-from aerecon.config import build, home_paths
+from aerecon.audio.io import write_wav
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.settings import check_evaluate
+from aerecon.utils.config import build, home_paths
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.segments import SPLITS
 from aerecon.data.stream import read_info
-from aerecon import CONF_DIR
-from aerecon.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
-from aerecon.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
-from aerecon.files import atomic_write
-from aerecon.inference import pick_device
-from aerecon.metrics import SeamExcess, song_metrics
-from aerecon.quiet import silence_third_party
-from aerecon.stitch import Stitcher
+from aerecon.utils.config import CONF_DIR
+from aerecon.utils.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
+from aerecon.audio.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
+from aerecon.utils.files import atomic_write
+from aerecon.models.inference import pick_device
+from aerecon.models.metrics import SeamExcess, song_metrics
+from aerecon.utils.logs import silence_third_party
+from aerecon.audio.stitch import Stitcher
 
 log = logging.getLogger(__name__)
 FIXED_BY_MODEL = ("sample_rate", "segment_seconds")  # the model's input length depends on them

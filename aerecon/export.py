@@ -23,12 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from aerecon import CONF_DIR, __version__
-from aerecon.config import home_paths
-from aerecon.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
-from aerecon.inference import Autoencoder, load
-from aerecon.quiet import silence_third_party
-from aerecon.representation import RFFT, ExportableRFFT
+from aerecon import __version__
+from aerecon.utils.config import CONF_DIR
+from aerecon.utils.config import home_paths
+from aerecon.utils.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
+from aerecon.models.inference import Autoencoder
+from aerecon.training.checkpoint import load
+from aerecon.utils.logs import silence_third_party
+from aerecon.audio.representation import RFFT, ExportableRFFT
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}

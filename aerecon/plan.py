@@ -27,12 +27,12 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon import CONF_DIR
-from aerecon.config import build, home_paths
-from aerecon.checks import check_train
-from aerecon.errors import ConfigError, exit_on_user_error
+from aerecon.utils.config import CONF_DIR
+from aerecon.utils.config import build, home_paths
+from aerecon.utils.settings import check_train
+from aerecon.utils.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
-from aerecon.quiet import silence_third_party
+from aerecon.utils.logs import silence_third_party
 
 log = logging.getLogger(__name__)
 GIB = 2**30

@@ -9,7 +9,7 @@ keep `margin` of a segment of audio on either side, so data=stream can move them
 much (data.jitter), as data=folder does. `OUT/aerecon.json` says what the chunks hold.
 
 OUT may also be an object-store URL (s3://, gs://, azure://): the corpus is then written to a
-local `staging` folder first and sent there by aerecon.upload.
+local `staging` folder first and sent there by aerecon.data.upload.
 
 A split whose index is written, for the same songs, is complete and is not redone; an
 interrupted split continues from LitData's checkpoint of the chunks already written; a split
@@ -33,14 +33,15 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from aerecon import CONF_DIR, is_url
-from aerecon.checks import TRAIN, check as check_settings, fraction, whole
-from aerecon.config import build, home_paths
+from aerecon.utils.config import CONF_DIR
+from aerecon.utils.files import is_url
+from aerecon.utils.settings import TRAIN, check as check_settings, fraction, whole
+from aerecon.utils.config import build, home_paths
 from aerecon.data.segments import SPLITS, song_count
-from aerecon.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
-from aerecon.files import atomic_write, only_writer, sha256
-from aerecon.quiet import silence_third_party
-from aerecon.upload import read_json, upload
+from aerecon.utils.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
+from aerecon.utils.files import atomic_write, only_writer, sha256
+from aerecon.utils.logs import silence_third_party
+from aerecon.data.upload import read_json, upload
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # of aerecon.json and the items

@@ -10,13 +10,13 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from aerecon import CONF_DIR
-from aerecon.config import home_paths
-from aerecon.audio import Resampler, open_mono, write_wav
-from aerecon.checks import RECONSTRUCT, check as check_settings
-from aerecon.errors import AudioError, ConfigError, DiskError, exit_on_user_error, sigterm_stops
-from aerecon.inference import load
-from aerecon.quiet import silence_third_party
+from aerecon.utils.config import CONF_DIR
+from aerecon.utils.config import home_paths
+from aerecon.audio.io import Resampler, open_mono, write_wav
+from aerecon.utils.settings import RECONSTRUCT, check as check_settings
+from aerecon.utils.errors import AudioError, ConfigError, DiskError, exit_on_user_error, sigterm_stops
+from aerecon.training.checkpoint import load
+from aerecon.utils.logs import silence_third_party
 
 log = logging.getLogger(__name__)
 RATES = ("model", "input")

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from aerecon.errors import AereconError, exit_on_user_error, sigterm_stops
-from aerecon.files import atomic_write
+from aerecon.utils.errors import AereconError, exit_on_user_error, sigterm_stops
+from aerecon.utils.files import atomic_write
 
 COLUMNS = {  # TensorBoard tag -> column
     "val/loss": "val loss",

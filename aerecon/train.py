@@ -16,16 +16,18 @@ from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon import CONF_DIR, is_url, run_folder_of
-from aerecon.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
-from aerecon.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config, upgrade_state_dict
-from aerecon.checks import check_train
-from aerecon.config import build, home_paths
-from aerecon.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
-from aerecon.files import atomic_write, only_writer
-from aerecon.internals import epochs_processed
+from aerecon.utils.config import CONF_DIR, run_folder_of
+from aerecon.utils.files import is_url
+from aerecon.training.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
+from aerecon.models.upgrade import upgrade_state_dict
+from aerecon.training.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
+from aerecon.utils.settings import check_train
+from aerecon.utils.config import build, home_paths
+from aerecon.utils.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
+from aerecon.utils.files import atomic_write, only_writer
+from aerecon.utils.private_api import epochs_processed
 from aerecon.plan import check_budget, check_model_size
-from aerecon.quiet import silence_third_party
+from aerecon.utils.logs import silence_third_party
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"

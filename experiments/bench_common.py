@@ -59,7 +59,7 @@ def real_music(folder: Path) -> Path:
 
 def real_music_songs(folder: Path, rate: int) -> dict[str, list]:
     """The nexuiz-music songs of each split (train, val, test) as mono float32 waveforms at `rate`."""
-    from aerecon.audio import load_audio
+    from aerecon.audio.io import load_audio
 
     root = real_music(folder)
     return {split: [load_audio(f, rate).reshape(-1) for f in sorted((root / split).glob("*.ogg"))]

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from aerecon.config import build, compose_train
+from aerecon.utils.config import build, compose_train
 from aerecon.data.cache import WaveformCache
-from aerecon.audio import find_audio
+from aerecon.audio.io import find_audio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import bare_loss, bare_optimizer, machine, publish, real_music  # noqa: E402

@@ -30,7 +30,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from aerecon.config import build, compose_train
+from aerecon.utils.config import build, compose_train
 from aerecon.train import assemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = 22050
 WHOLE = """
 import sys, aerecon
-from aerecon.audio import load_audio, write_wav
+from aerecon.audio.io import load_audio, write_wav
 model = aerecon.load(sys.argv[1], "cpu")
 write_wav(sys.argv[3], model.reconstruct(load_audio(sys.argv[2], model.sample_rate)).numpy(), model.sample_rate)
 """

@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from aerecon import segment_samples
+from aerecon.utils.config import segment_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import child_peak, machine, publish  # noqa: E402

@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, RandomSampler
 
-from aerecon.config import compose_train
+from aerecon.utils.config import compose_train
 from aerecon.plan import GIB, plan_memory
 
 DEFAULT = ["demo:fc", "demo:conv", "thesis_fc_8gb:fc", "thesis_conv_8gb:conv", "thesis_fc:fc", "thesis_conv:conv",

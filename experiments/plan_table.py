@@ -11,7 +11,7 @@ import argparse
 
 from hydra.utils import instantiate
 
-from aerecon.config import compose_train
+from aerecon.utils.config import compose_train
 from aerecon.plan import GIB, OPTIONS, _with, plan_memory
 from aerecon.report import markdown_table
 

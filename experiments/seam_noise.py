@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from aerecon.checkpoint import load_model
+from aerecon.training.checkpoint import load_model
 from aerecon.evaluate import select_songs
-from aerecon.metrics import SeamExcess
-from aerecon.stitch import Stitcher
+from aerecon.models.metrics import SeamExcess
+from aerecon.audio.stitch import Stitcher
 
 
 def main() -> None:

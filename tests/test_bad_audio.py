@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import aerecon.audio
+import aerecon.audio.io
 from aerecon.data import AudioDataModule
-from aerecon.audio import load_audio, scan
-from aerecon.errors import AudioError, DataError
+from aerecon.audio.io import load_audio, scan
+from aerecon.utils.errors import AudioError, DataError
 from aerecon.train import train
 
 RATE = 1000  # the corpus is decoded at 1 kHz into 0.5 s segments
@@ -81,7 +81,7 @@ def corpus(tmp_path, monkeypatch) -> tuple[Path, dict[str, str]]:
                 raise PermissionError(13, "Permission denied", str(path))
             return real_open(path, *args, **kwargs)
 
-        monkeypatch.setattr(aerecon.audio, "open", open_as_user, raising=False)
+        monkeypatch.setattr(aerecon.audio.io, "open", open_as_user, raising=False)
     yield root, expected
     (root / "train" / "locked.wav").chmod(0o644)
 

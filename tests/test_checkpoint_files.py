@@ -16,9 +16,9 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 import aerecon
-from aerecon.checkpoint import BUILT, COMPONENTS, PLACES, load_checkpoint_config, place_of
-from aerecon.config import compose_train
-from aerecon.errors import ConfigError
+from aerecon.training.checkpoint import BUILT, COMPONENTS, PLACES, load_checkpoint_config, place_of
+from aerecon.utils.config import compose_train
+from aerecon.utils.errors import ConfigError
 from conftest import REPO, run_cli
 from test_inference import FIXTURES
 
@@ -103,8 +103,8 @@ def test_aerecon_load_builds_only_registered_components(tmp_path):
     cases = {
         "model.extra._target_='builtins.open'": lambda c: c["model"].update(extra=opener(marker)),
         # an aerecon function that writes files is not a component: the list is exact, not a prefix
-        "model._target_='aerecon.files.atomic_write'": lambda c: c["model"].update(
-            _target_="aerecon.files.atomic_write", target=str(marker), write=None),
+        "model._target_='aerecon.utils.files.atomic_write'": lambda c: c["model"].update(
+            _target_="aerecon.utils.files.atomic_write", target=str(marker), write=None),
         r"model.loss.terms\[1\]._target_='os.remove'": lambda c: c["model"]["loss"].update(
             terms=[{}, {"_target_": "os.remove", "_args_": [str(marker)]}]),
         "model._target_=5": lambda c: c["model"].update(_target_=5),

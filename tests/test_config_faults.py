@@ -8,11 +8,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from aerecon.checks import EVALUATE, RECONSTRUCT, TRAIN
-from aerecon.config import compose_train
+from aerecon.utils.settings import EVALUATE, RECONSTRUCT, TRAIN
+from aerecon.utils.config import compose_train
 from conftest import CONF, TINY, run_cli
 from test_checkpoint_files import CHOICES
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 from aerecon.train import train
 
 

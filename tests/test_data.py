@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from aerecon.audio import find_audio, load_audio
+from aerecon.audio.io import find_audio, load_audio
 from aerecon.data import AudioDataModule, DemoDataModule, assign_split
 from aerecon.data.segments import assign_splits
 from aerecon.data.cache import WaveformCache
 from aerecon.data.synth import ensure_demo_dataset, render_track
-from aerecon.errors import AudioError, ConfigError, DataError
+from aerecon.utils.errors import AudioError, ConfigError, DataError
 
 
 def sine(freq, seconds, rate, channels=1, amplitude=0.5):

@@ -13,8 +13,8 @@ import torch
 
 from conftest import TINY
 from test_train import assert_same_run, scalars
-from aerecon.checkpoint import load_model
-from aerecon.config import build
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.config import build
 from aerecon.data.loaders import EpochShuffleSampler, ShardSampler
 from aerecon.models import VectorQuantizer
 

@@ -16,8 +16,8 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aerecon.checkpoint import load_model
-from aerecon.errors import ConfigError
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.errors import ConfigError
 from aerecon.report import table_epochs, write_report
 from aerecon.train import train
 from conftest import REPO, compose_cfg, run_cli

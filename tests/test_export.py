@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 import aerecon
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 from aerecon.export import export, within_tolerance
 from test_inference import FIXTURES, LATENT
 
@@ -80,9 +80,9 @@ def test_export_command_writes_a_folder_and_refuses_to_reuse_one(tmp_path):
 
 @pytest.mark.parametrize("rate, seconds", [(2000, 0.5), (4410, 3.0)])  # 1000 samples, and the thesis's 13230
 def test_an_rfft_model_exports_to_onnx_at_any_segment_length_within_float32_rounding(tmp_path, rate, seconds):
-    from aerecon.inference import Autoencoder
+    from aerecon.models.inference import Autoencoder
     from aerecon.models import AutoencoderModule, FCAutoencoder
-    from aerecon.representation import RFFT
+    from aerecon.audio.representation import RFFT
 
     torch.manual_seed(0)
     n = round(rate * seconds)
@@ -119,7 +119,7 @@ def test_a_stop_or_a_full_disk_inside_an_exporter_is_reported_as_such_and_leaves
     import errno
 
     import aerecon.export as exporting
-    from aerecon.errors import DiskError, Stopped
+    from aerecon.utils.errors import DiskError, Stopped
 
     write, run = exporting.WRITERS["onnx"]
     for inner, caught, message in ((Stopped("SIGTERM while exporting; nothing was written", 15), Stopped, "SIGTERM"),

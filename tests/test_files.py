@@ -1,6 +1,6 @@
 import pytest
 
-from aerecon.files import atomic_write
+from aerecon.utils.files import atomic_write
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):

@@ -13,10 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 import aerecon
-from aerecon.audio import Resampler, resample
-from aerecon.errors import AudioError, ConfigError
+from aerecon.utils.config import CONF_DIR
+from aerecon.audio.io import Resampler, resample
+from aerecon.utils.errors import AudioError, ConfigError
 from aerecon.reconstruct import check, reconstruct
-from aerecon.stitch import Stitcher
+from aerecon.audio.stitch import Stitcher
 
 # One small checkpoint per model family, written by aerecon before the networks were separated from
 # the training module: every later version must still load them (see fixtures/checkpoints/README.md).
@@ -107,7 +108,7 @@ def test_the_command_streams_the_file_and_writes_what_the_api_gives(tmp_path):
     sf.write(tmp_path / "song.wav", song, 8000, subtype="FLOAT")
     model = aerecon.load(FIXTURES / "conv.ckpt", "cpu")
     expected = model.reconstruct(resample(song, 8000, 2000), batch_size=3).numpy()
-    cfg = OmegaConf.load(Path(aerecon.CONF_DIR) / "reconstruct.yaml")
+    cfg = OmegaConf.load(Path(CONF_DIR) / "reconstruct.yaml")
     cfg.merge_with({"ckpt_path": str(FIXTURES / "conv.ckpt"), "input": str(tmp_path / "song.wav"), "device": "cpu",
                     "batch_size": 3, "block_seconds": 0.05})  # 100 blocks of 400 samples at 8 kHz
     cfg.pop("hydra"), cfg.pop("defaults")
@@ -122,7 +123,7 @@ def test_the_command_streams_the_file_and_writes_what_the_api_gives(tmp_path):
 def test_rate_input_keeps_the_input_length_exactly(tmp_path, rate, seconds):
     song = (0.3 * np.sin(2 * np.pi * 220 * np.arange(round(rate * seconds)) / rate)).astype(np.float32)
     sf.write(tmp_path / "song.wav", song, rate, subtype="FLOAT")
-    cfg = OmegaConf.load(Path(aerecon.CONF_DIR) / "reconstruct.yaml")
+    cfg = OmegaConf.load(Path(CONF_DIR) / "reconstruct.yaml")
     cfg.merge_with({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "song.wav"), "device": "cpu",
                     "output": str(tmp_path / "back.wav"), "rate": "input", "block_seconds": 0.1})
     cfg.pop("hydra"), cfg.pop("defaults")

@@ -1,4 +1,4 @@
-"""The private Lightning and torch members aerecon relies on (aerecon/internals.py) still exist."""
+"""The private Lightning and torch members aerecon relies on (aerecon/utils/private_api.py) still exist."""
 
 import inspect
 import subprocess
@@ -8,7 +8,7 @@ import time
 import lightning as L
 import torch
 
-from aerecon.internals import REQUIRED, attached_trainer, batches_done, epochs_processed
+from aerecon.utils.private_api import REQUIRED, attached_trainer, batches_done, epochs_processed
 
 
 def describe(owner) -> str:
@@ -39,7 +39,7 @@ def test_every_private_member_aerecon_uses_still_exists_with_its_parameters():
             if found[: len(parameters)] != parameters:
                 changed.append(f"{describe(owner)}.{name} takes {found}, not {parameters}")
     iterator._shutdown_workers()
-    assert not changed, ("an upgrade changed what aerecon/internals.py relies on; update it there: "
+    assert not changed, ("an upgrade changed what aerecon/utils/private_api.py relies on; update it there: "
                          + "; ".join(changed))
 
 
@@ -61,7 +61,7 @@ def test_the_helpers_read_a_real_trainer_and_checkpoint(tmp_path):
 BUSY_WORKERS = """
 import time
 from aerecon.data.loaders import worker_init
-from aerecon.internals import WorkerLoader
+from aerecon.utils.private_api import WorkerLoader
 
 class Slow:
     def __len__(self):

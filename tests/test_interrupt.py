@@ -12,7 +12,7 @@ import torch
 
 from conftest import TINY
 from test_train import assert_same_run
-from aerecon.errors import Stopped
+from aerecon.utils.errors import Stopped
 from aerecon.train import train
 
 TESTS = Path(__file__).resolve().parent
@@ -209,7 +209,7 @@ def test_a_sigterm_that_lands_while_a_line_is_logged_still_stops(capsys):
     import io
     import logging
 
-    from aerecon.errors import sigterm_stops
+    from aerecon.utils.errors import sigterm_stops
 
     class SignalWhileFormatting(logging.StreamHandler):  # the signal arrives inside emit, as it may at any time
         def format(self, record):
@@ -234,9 +234,9 @@ def test_a_sigterm_while_a_song_is_decoded_stops_instead_of_skipping_the_song(tm
     import numpy as np
     import soundfile as sf
 
-    from aerecon import audio
+    from aerecon.audio import io as audio
     from aerecon.data.cache import WaveformCache
-    from aerecon.errors import sigterm_stops
+    from aerecon.utils.errors import sigterm_stops
 
     root = tmp_path / "music"
     root.mkdir()

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from aerecon.losses import MultiResolutionSTFTLoss
-from aerecon.metrics import SeamExcess, band_snr_db, log_spectral_distance, song_metrics
-from aerecon.stitch import Stitcher
+from aerecon.models.losses import MultiResolutionSTFTLoss
+from aerecon.models.metrics import SeamExcess, band_snr_db, log_spectral_distance, song_metrics
+from aerecon.audio.stitch import Stitcher
 
 RATE = 4410
 
@@ -168,7 +168,7 @@ def test_every_song_sample_gets_the_full_window_sum_even_at_the_ends(options):
 def test_segment_snr_leaves_out_silent_references_and_is_never_nan():
     from torchmetrics.functional.audio import signal_noise_ratio
 
-    from aerecon.metrics import SegmentSNR
+    from aerecon.models.metrics import SegmentSNR
 
     ref = torch.stack([tone(220)[:500], tone(330)[:500], torch.zeros(500)]).unsqueeze(1)
     rec = ref + 0.01 * torch.randn_like(ref)

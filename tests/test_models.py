@@ -7,8 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from aerecon.checks import check_train
-from aerecon.errors import ConfigError
+from aerecon.utils.settings import check_train
+from aerecon.utils.errors import ConfigError
 from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
 
 THESIS_N = 13230  # 3 s at 4410 Hz

@@ -4,8 +4,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from aerecon.config import compose_train
-from aerecon.errors import ConfigError
+from aerecon.utils.config import compose_train
+from aerecon.utils.errors import ConfigError
 from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
 from aerecon.plan import GIB, _with, optimizer_state_bytes, plan_memory, saved_bytes
 from aerecon.train import train

@@ -3,8 +3,8 @@
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
-from aerecon.callbacks import ProgressBar
-from aerecon.errors import ConfigError
+from aerecon.training.callbacks import ProgressBar
+from aerecon.utils.errors import ConfigError
 from aerecon.train import assemble
 
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from aerecon.checkpoint import load_model
+from aerecon.training.checkpoint import load_model
 from aerecon.train import train
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 from aerecon.models import AutoencoderModule, FCAutoencoder, ResConvAutoencoder, VAEBottleneck, VectorQuantizer
-from aerecon.representation import RFFT, Raw
+from aerecon.audio.representation import RFFT, Raw
 from test_train import scalars  # tests/ is on sys.path (pytest rootdir conftest)
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from aerecon.checkpoint import load_model
-from aerecon.errors import ConfigError
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.errors import ConfigError
 from aerecon.models import AutoencoderModule, SparseConvAutoencoder
 from aerecon.models.selection import Runs, TopK
-from aerecon.representation import Raw, RFFT
+from aerecon.audio.representation import Raw, RFFT
 from aerecon.train import train
 from test_train import scalars
 

@@ -23,7 +23,7 @@ from conftest import CONF, run_cli
 from test_train import assert_same_run, scalars
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.stream import StreamDataModule
-from aerecon.errors import ConfigError, DataError, Stopped
+from aerecon.utils.errors import ConfigError, DataError, Stopped
 from aerecon.prepare import prepare
 from aerecon.train import train
 
@@ -173,11 +173,11 @@ def test_an_object_store_url_streams_through_the_chunk_cache(make_cfg, corpus, t
 def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_rerun_only_what_is_missing(
         corpus, tmp_path, monkeypatch):
     # LitData's `local:` stand-in, written through obstore as s3://, gs:// and azure:// are
-    import aerecon.upload
+    import aerecon.data.upload
 
     bucket, staged = tmp_path / "bucket/prepared", tmp_path / "staged"
     cfg = compose_prepare(corpus["music"], f"local:{bucket}", corpus["cache"], f"staging={staged}")
-    put, sent = aerecon.upload.obstore.put, []
+    put, sent = aerecon.data.upload.obstore.put, []
 
     def failing_put(store, path, file):
         if len(sent) == 3:
@@ -185,14 +185,14 @@ def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_reru
         sent.append(path)
         return put(store, path, file)
 
-    monkeypatch.setattr(aerecon.upload.obstore, "put", failing_put)
+    monkeypatch.setattr(aerecon.data.upload.obstore, "put", failing_put)
     with pytest.raises(DataError, match=r"local:.*: the object store failed \(connection reset by peer\)"):
         prepare(cfg)
     assert len([p for p in bucket.rglob("*") if p.is_file()]) == 3 and not (bucket / "aerecon.json").exists()
     with pytest.raises(DataError, match="cannot read aerecon.json"):  # a reader sees no corpus, not a partial one
         stream_module(f"local:{bucket}", jitter=0.0, seed=0, cache_dir=str(tmp_path / "c0"))
 
-    monkeypatch.setattr(aerecon.upload.obstore, "put", put)
+    monkeypatch.setattr(aerecon.data.upload.obstore, "put", put)
     first = {p: p.stat().st_mtime_ns for p in bucket.rglob("*") if p.is_file()}
     prepare(cfg)  # a rerun: the corpus is staged already, and only what the store lacks is sent
     files = {p.relative_to(staged): p.read_bytes() for p in staged.rglob("*") if p.is_file()
@@ -210,11 +210,11 @@ def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_reru
     next(bucket.rglob("chunk-*.bin")).unlink()  # lost from the store: the rerun sends it, record last
     sent.clear()
     sent.extend([None] * 3)  # the next put fails
-    monkeypatch.setattr(aerecon.upload.obstore, "put", failing_put)
+    monkeypatch.setattr(aerecon.data.upload.obstore, "put", failing_put)
     with pytest.raises(DataError, match="the object store failed"):
         prepare(cfg)
     assert not (bucket / "aerecon.json").exists()  # withdrawn before anything else changed
-    monkeypatch.setattr(aerecon.upload.obstore, "put", put)
+    monkeypatch.setattr(aerecon.data.upload.obstore, "put", put)
     prepare(cfg)
     assert {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()} == files
     with pytest.raises(ConfigError, match=r"output=local:.* prepared with other settings \(margin: 0.5 there"):
@@ -445,7 +445,7 @@ def test_a_second_prepare_into_the_same_output_is_refused_while_the_first_writes
 
 
 def test_a_damaged_corpus_is_refused_naming_the_file_never_trained_on(corpus, tmp_path):
-    from aerecon.errors import message_of
+    from aerecon.utils.errors import message_of
 
     info = json.loads((corpus["prepared"] / "aerecon.json").read_text())
     assert any(name.startswith("train/chunk-") for name in info["files"])  # recorded when prepared
@@ -503,7 +503,7 @@ def test_an_object_store_rerun_after_a_song_changed_sends_every_changed_chunk(co
 
 def test_prepare_onto_a_disk_without_room_stops_before_writing_a_chunk(corpus, tmp_path, monkeypatch):
     import aerecon.prepare as preparing
-    from aerecon.errors import DiskError
+    from aerecon.utils.errors import DiskError
 
     output = tmp_path / "prepared"
     monkeypatch.setattr(preparing.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 2**20})())

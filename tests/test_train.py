@@ -6,8 +6,8 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aerecon.checkpoint import AtomicCheckpointIO, load_checkpoint_config
-from aerecon.errors import ConfigError, NumericalError
+from aerecon.training.checkpoint import AtomicCheckpointIO, load_checkpoint_config
+from aerecon.utils.errors import ConfigError, NumericalError
 from aerecon.train import train
 
 
@@ -147,11 +147,11 @@ def test_precision_and_gradient_checkpointing_options_train(make_cfg):
 
 
 def test_a_nan_loss_stops_with_where_and_remedies_and_keeps_the_last_good_checkpoint(make_cfg, monkeypatch):
-    import aerecon.losses
+    import aerecon.models.losses
     from aerecon.models import AutoencoderModule
 
     poisoned = {"on": False}
-    real_mse = aerecon.losses.F.mse_loss
+    real_mse = aerecon.models.losses.F.mse_loss
 
     def mse(a, b):  # NaN from epoch 1 on, in training only
         loss = real_mse(a, b)
@@ -160,7 +160,7 @@ def test_a_nan_loss_stops_with_where_and_remedies_and_keeps_the_last_good_checkp
     def on_train_epoch_start(module):
         poisoned["on"] = module.current_epoch >= 1
 
-    monkeypatch.setattr(aerecon.losses.F, "mse_loss", mse)
+    monkeypatch.setattr(aerecon.models.losses.F, "mse_loss", mse)
     monkeypatch.setattr(AutoencoderModule, "on_train_epoch_start", on_train_epoch_start)
     cfg = make_cfg("model=fc", "trainer.max_epochs=3")
     with pytest.raises(NumericalError) as info:
@@ -184,7 +184,7 @@ def test_a_failing_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
         def __reduce__(self):
             raise OSError("No space left on device")
 
-    from aerecon.errors import DiskError
+    from aerecon.utils.errors import DiskError
 
     with pytest.raises(DiskError, match=f"cannot write the checkpoint {path} \\(No space left on device\\)\\. The "
                                         f"checkpoints written before are whole; .* ckpt_path={path}"):
@@ -194,11 +194,11 @@ def test_a_failing_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
 
 
 def test_training_writes_its_checkpoints_atomically(make_cfg, monkeypatch):
-    import aerecon.checkpoint
+    import aerecon.training.checkpoint
 
     written = []
-    real = aerecon.checkpoint.atomic_write
-    monkeypatch.setattr(aerecon.checkpoint, "atomic_write", lambda target, write: (written.append(target), real(target, write)))
+    real = aerecon.training.checkpoint.atomic_write
+    monkeypatch.setattr(aerecon.training.checkpoint, "atomic_write", lambda target, write: (written.append(target), real(target, write)))
     cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
     results = train(cfg)
     last, best = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt", Path(results["best_checkpoint"])
@@ -264,7 +264,7 @@ def test_resuming_a_checkpoint_kept_elsewhere_writes_only_into_a_run_folder(make
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_clear_error(make_cfg, tmp_path):
-    from aerecon.checkpoint import load_model
+    from aerecon.training.checkpoint import load_model
 
     cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
     train(cfg)
@@ -284,10 +284,10 @@ def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_one_clear_error(mak
 def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_cfg, monkeypatch):
     import errno
 
-    import aerecon.checkpoint
-    from aerecon.errors import DiskError
+    import aerecon.training.checkpoint
+    from aerecon.utils.errors import DiskError
 
-    real, saves = aerecon.checkpoint.atomic_write, []
+    real, saves = aerecon.training.checkpoint.atomic_write, []
 
     def fills_up(target, write):
         saves.append(target)
@@ -295,7 +295,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_cfg
             raise OSError(errno.ENOSPC, "No space left on device")
         real(target, write)
 
-    monkeypatch.setattr(aerecon.checkpoint, "atomic_write", fills_up)
+    monkeypatch.setattr(aerecon.training.checkpoint, "atomic_write", fills_up)
     cfg = make_cfg("model=fc", "trainer.max_epochs=3", "test=false", "callbacks.model_checkpoint.monitor=step",
                    "callbacks.model_checkpoint.mode=max")  # a new best every epoch
     with pytest.raises(DiskError, match=r"cannot write the checkpoint .* \(No space left on device\)\. The checkpoints "
@@ -311,7 +311,7 @@ def test_a_full_disk_while_writing_tensorboard_logs_is_one_error_with_the_resume
 
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from aerecon.errors import DiskError
+    from aerecon.utils.errors import DiskError
     from aerecon.models import AutoencoderModule
 
     full = {"on": False}
@@ -340,7 +340,7 @@ def test_a_full_disk_while_writing_results_is_one_error_with_the_resume_command(
     import errno
 
     import aerecon.train
-    from aerecon.errors import DiskError
+    from aerecon.utils.errors import DiskError
 
     def fails(target, write):
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
@@ -377,11 +377,11 @@ def test_a_run_that_max_steps_ends_mid_epoch_ends_cleanly(make_cfg):
 
 
 def test_a_nan_validation_loss_stops_the_run_before_it_is_saved_as_the_best(make_cfg, monkeypatch):
-    import aerecon.losses
+    import aerecon.models.losses
     from aerecon.models import AutoencoderModule
 
     poisoned = {"on": False}
-    real_mse = aerecon.losses.F.mse_loss
+    real_mse = aerecon.models.losses.F.mse_loss
 
     def mse(a, b):  # training stays finite; validation from epoch 1 on is NaN
         loss = real_mse(a, b)
@@ -390,7 +390,7 @@ def test_a_nan_validation_loss_stops_the_run_before_it_is_saved_as_the_best(make
     def on_validation_epoch_start(module):
         poisoned["on"] = module.current_epoch >= 1 and not module.trainer.sanity_checking
 
-    monkeypatch.setattr(aerecon.losses.F, "mse_loss", mse)
+    monkeypatch.setattr(aerecon.models.losses.F, "mse_loss", mse)
     monkeypatch.setattr(AutoencoderModule, "on_validation_epoch_start", on_validation_epoch_start)
     cfg = make_cfg("model=fc", "trainer.max_epochs=3")
     with pytest.raises(NumericalError, match=r"val/loss became nan at epoch 1: .*optimizer\.lr.* The last good "

@@ -22,9 +22,9 @@ import torch
 from filelock import FileLock
 from tqdm import tqdm
 
-from aerecon.audio import broken_link, load_audio
-from aerecon.errors import AudioError, DataError
-from aerecon.files import atomic_write
+from aerecon.audio.io import broken_link, load_audio
+from aerecon.utils.errors import AudioError, DataError
+from aerecon.utils.files import atomic_write
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when decoding or resampling changes what an entry contains

@@ -14,16 +14,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from aerecon import segment_samples
-from aerecon.audio import AUDIO_EXTENSIONS, scan
+from aerecon.utils.config import segment_samples
+from aerecon.audio.io import AUDIO_EXTENSIONS, scan
 from aerecon.data.cache import CachedSong, WaveformCache
 from aerecon.data.loaders import (EpochShuffleSampler, ResumableLoader, ShardSampler, WorkerLoader, worker_init,
                                   as_batch, rank_and_world)
 from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_splits, song_count
 from aerecon.data.synth import ensure_demo_dataset
-from aerecon.errors import ConfigError, DataError
-from aerecon.files import atomic_write
-from aerecon.internals import batches_done, loader_epoch
+from aerecon.utils.errors import ConfigError, DataError
+from aerecon.utils.files import atomic_write
+from aerecon.utils.private_api import batches_done, loader_epoch
 
 log = logging.getLogger(__name__)
 

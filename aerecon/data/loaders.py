@@ -8,7 +8,7 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import Sampler
 
-from aerecon.internals import WorkerLoader
+from aerecon.utils.private_api import WorkerLoader
 
 def as_batch(batch: torch.Tensor) -> torch.Tensor:
     """The loaders' collate_fn: SegmentDataset.__getitems__ already returns the stacked batch."""

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from aerecon.data.cache import CachedSong
-from aerecon.errors import DataError
-from aerecon.internals import batch_buffer
+from aerecon.utils.errors import DataError
+from aerecon.utils.private_api import batch_buffer
 
 SPLITS = ("train", "val", "test")
 

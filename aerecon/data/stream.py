@@ -19,12 +19,13 @@ import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.serializers import NoHeaderNumpySerializer
 
-from aerecon import is_url, segment_samples
+from aerecon.utils.config import segment_samples
+from aerecon.utils.files import is_url
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
-from aerecon.errors import ConfigError, DataError, first_line
-from aerecon.files import sha256
-from aerecon.internals import WorkerLoader, batch_buffer, loader_epoch
+from aerecon.utils.errors import ConfigError, DataError, first_line
+from aerecon.utils.files import sha256
+from aerecon.utils.private_api import WorkerLoader, batch_buffer, loader_epoch
 
 log = logging.getLogger(__name__)
 INFO = "aerecon.json"  # written by aerecon.prepare

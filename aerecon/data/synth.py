@@ -15,7 +15,7 @@ import soundfile as sf
 from filelock import FileLock
 from tqdm import tqdm
 
-from aerecon.errors import DataError
+from aerecon.utils.errors import DataError
 
 GENERATOR_VERSION = 1
 MINOR, MAJOR = [0, 2, 3, 5, 7, 8, 10], [0, 2, 4, 5, 7, 9, 11]

@@ -10,7 +10,7 @@ one epoch (`Net.fits`), checkpoint and evaluate like any model.
 import torch
 
 from aerecon.models.net import VALUE_BITS, Net, check_latent, position_bits
-from aerecon.representation import RFFT
+from aerecon.audio.representation import RFFT
 
 
 def packed_positions(bins: torch.Tensor, length: int) -> torch.Tensor:

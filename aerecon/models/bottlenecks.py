@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 
 
 class VectorQuantizer(nn.Module):

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 from aerecon.models.layers import Checkpointed, init_weights
 from aerecon.models.net import Net, check_latent
 

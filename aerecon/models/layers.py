@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 
 
 def dense_stack(widths: list[int], last_activation: bool) -> nn.Sequential:

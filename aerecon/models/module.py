@@ -2,7 +2,7 @@
 
 It owns what every autoencoder shares: the representation, an optional bottleneck, the loss,
 metrics, logging and optimisation. Data flows waveform -> representation.encode -> net.encode
--> [bottleneck] -> net.decode -> representation.decode; the loss (aerecon.losses) sees both
+-> [bottleneck] -> net.decode -> representation.decode; the loss (aerecon.models.losses) sees both
 domains, the metrics the waveforms. `encode` and `decode` give and take each segment's code as
 one flat row of numbers (aerecon.load uses them).
 """
@@ -13,15 +13,15 @@ import lightning as L
 import torch
 from torch import nn
 
-from aerecon.checkpoint import upgrade_state_dict
-from aerecon.errors import ConfigError, NumericalError
-from aerecon.internals import attached_trainer
-from aerecon.losses import MSELoss, WeightedSum
-from aerecon.metrics import waveform_metrics
+from aerecon.models.upgrade import upgrade_state_dict
+from aerecon.utils.errors import ConfigError, NumericalError
+from aerecon.utils.private_api import attached_trainer
+from aerecon.models.losses import MSELoss, WeightedSum
+from aerecon.models.metrics import waveform_metrics
 from aerecon.models.layers import Checkpointed
 from aerecon.models.bottlenecks import VectorQuantizer
 from aerecon.models.net import Net, position_bits
-from aerecon.representation import RFFT, Representation
+from aerecon.audio.representation import RFFT, Representation
 
 
 class AutoencoderModule(L.LightningModule):

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 
 
 VALUE_BITS = 32  # codes hold float32 values

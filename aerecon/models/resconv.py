@@ -4,7 +4,7 @@ import math
 
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 from aerecon.models.conv import conv_lengths, output_padding
 from aerecon.models.layers import Checkpointed, ResidualUnit
 from aerecon.models.layers import activation as activation_layer

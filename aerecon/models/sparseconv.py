@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 from aerecon.models.net import Net, check_latent
 from aerecon.models.selection import Runs, TopK
-from aerecon.representation import Raw
+from aerecon.audio.representation import Raw
 
 
 def mdct_basis(hop: int) -> torch.Tensor:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import obstore
 
-from aerecon.errors import DataError
-from aerecon.files import atomic_write, sha256
+from aerecon.utils.errors import DataError
+from aerecon.utils.files import atomic_write, sha256
 
 log = logging.getLogger(__name__)
 

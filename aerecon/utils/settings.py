@@ -8,7 +8,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 
 MISSING = object()
 

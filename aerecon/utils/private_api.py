@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
-from aerecon.files import atomic_link
+from aerecon.utils.files import atomic_link
 
 # (owner, member, the parameters aerecon passes, by name, or None for an attribute)
 REQUIRED = [

@@ -11,6 +11,12 @@ from typing import BinaryIO
 from filelock import FileLock, Timeout
 
 
+
+def is_url(root: str) -> bool:
+    """A data root in an object store (s3://, gs://, ... or LitData's local: stand-in), not a path."""
+    return "://" in str(root) or str(root).startswith("local:")
+
+
 def atomic_write(target: Path, write: Callable[[BinaryIO], None]) -> None:
     """`write(f)` into a temporary file beside `target`, fsync it, then rename it over `target`."""
     target = Path(target)
@@ -53,7 +59,7 @@ def sha256(path: Path) -> str:
 @contextmanager
 def only_writer(lock: Path, refusal: str) -> Iterator[None]:
     """Within: this process holds `lock`; when another holds it, a ConfigError(`refusal`) at once."""
-    from aerecon.errors import ConfigError
+    from aerecon.utils.errors import ConfigError
 
     held = FileLock(str(lock), timeout=0)
     try:

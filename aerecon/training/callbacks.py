@@ -15,10 +15,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from aerecon.errors import ConfigError, Stopped
-from aerecon.figures import spectrogram_figure, spectrum_figure, waveform_figure
-from aerecon.internals import BestAndLastCheckpoint, state_key  # noqa: F401  (BestAndLastCheckpoint: conf/callbacks)
-from aerecon.stitch import Stitcher
+from aerecon.utils.errors import ConfigError, Stopped
+from aerecon.audio.figures import spectrogram_figure, spectrum_figure, waveform_figure
+from aerecon.utils.private_api import BestAndLastCheckpoint, state_key  # noqa: F401  (BestAndLastCheckpoint: conf/callbacks)
+from aerecon.audio.stitch import Stitcher
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from aerecon import segment_samples
-from aerecon.errors import ConfigError, DiskError, first_line
-from aerecon.files import atomic_write
+from aerecon.models.upgrade import upgrade_model_config, upgrade_state_dict, upgrade_targets
+from aerecon.models.inference import Autoencoder, pick_device
+from aerecon.utils.config import segment_samples
+from aerecon.utils.errors import ConfigError, DiskError, first_line
+from aerecon.utils.files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -34,31 +36,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"with ckpt_path={resume}" if resume else "No checkpoint had been written yet")) from None
 
 
-# Checkpoints written before the networks were separated from the training module: each
-# architecture was its own LightningModule, configured flat (`model._target_` was its class) and
-# holding its weights at the top level (`encoder.0.weight`). They load as they are now.
-MODULE_KEYS = {"representation": None, "loss": None, "optimizer": None, "scheduler": None, "bottleneck": None,
-               "gradient_checkpointing": False}
-MODULE_TARGET = "aerecon.models.AutoencoderModule"
-
-
-def upgrade_model_config(model: dict) -> dict:
-    """A checkpoint's `model` config in today's form: the training module around `net`."""
-    if "net" in model:
-        return model
-    net = {k: v for k, v in model.items() if k not in MODULE_KEYS and k != "_convert_"}
-    return {"_target_": MODULE_TARGET, "_convert_": "all", "net": net,
-            **{k: model.get(k, default) for k, default in MODULE_KEYS.items()}}
-
-
-def upgrade_state_dict(state: dict) -> dict:
-    """A checkpoint's weights under today's names: the network's under `net.`."""
-    if not state or any(k.startswith("net.") for k in state):
-        return state
-    return {k if k.startswith(("bottleneck.", "metrics.")) or k == "progress" else f"net.{k}": v
-            for k, v in state.items()}
-
-
 # What a checkpoint's `model` and `data` (the parts built from it) may name as a `_target_`, by
 # the place it stands in: the components aerecon's own configs build there. Anything else (a file
 # writer, a shell, any other callable, or a component out of its place, e.g. a network inside the
@@ -71,10 +48,10 @@ PLACES = {
     "model": frozenset({"aerecon.models.AutoencoderModule"}) | NETS,  # a net: written before the module existed
     "model.net": NETS,
     "model.bottleneck": frozenset({"aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck"}),
-    "model.representation": frozenset({"aerecon.representation.RFFT", "aerecon.representation.Raw",
-                                       "aerecon.representation.MuLaw"}),
-    "model.loss": frozenset({"aerecon.losses.WeightedSum", "aerecon.losses.MSELoss"}),
-    "model.loss.terms.*": frozenset({"aerecon.losses.MSELoss", "aerecon.losses.MultiResolutionSTFTLoss"}),
+    "model.representation": frozenset({"aerecon.audio.representation.RFFT", "aerecon.audio.representation.Raw",
+                                       "aerecon.audio.representation.MuLaw"}),
+    "model.loss": frozenset({"aerecon.models.losses.WeightedSum", "aerecon.models.losses.MSELoss"}),
+    "model.loss.terms.*": frozenset({"aerecon.models.losses.MSELoss", "aerecon.models.losses.MultiResolutionSTFTLoss"}),
     "model.optimizer": frozenset({"torch.optim.Adam", "torch.optim.Adafactor"}),
     "model.scheduler": frozenset({"torch.optim.lr_scheduler.ReduceLROnPlateau"}),
     "data": frozenset({"aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule",
@@ -187,6 +164,8 @@ def load_checkpoint_config(path: str | Path) -> dict:
         raise ConfigError(f"ckpt_path={path} is not an aerecon checkpoint (" + (
             "a Lightning checkpoint of another project: " if other else "") + "it carries no aerecon config)")
     for key in BUILT:  # the training run's callbacks, trainer and logger are a record, never built
+        if key in config:
+            config[key] = upgrade_targets(config[key])
         check_components(config.get(key), path, key)
     if isinstance(config.get("model"), dict):
         config["model"] = upgrade_model_config(config["model"])
@@ -230,7 +209,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     allocates nothing."""
     from hydra.errors import InstantiationException
 
-    from aerecon.config import build  # here, so reading a config stays import-light
+    from aerecon.utils.config import build  # here, so reading a config stays import-light
 
     config = load_checkpoint_config(path)
     state = upgrade_state_dict(read(Path(path).expanduser()).get("state_dict") or {})
@@ -244,3 +223,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
                           "by another program. Use a checkpoint aerecon wrote") from None
     model.load_state_dict(state)
     return model.to(device).eval(), config
+
+def load(ckpt_path: str | Path, device: str | torch.device | None = None) -> Autoencoder:
+    """The model of an aerecon checkpoint, ready to encode, decode and reconstruct (see Autoencoder).
+
+    `device`: None (the GPU when there is one, else the CPU), "cpu", "cuda", "cuda:1", ...
+    Raises aerecon.utils.errors.ConfigError for a path that is not an aerecon checkpoint.
+    """
+    module, config = load_model(ckpt_path)
+    return Autoencoder(module, config, pick_device(device))

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from aerecon.errors import AudioError
-from aerecon.files import atomic_write
+from aerecon.utils.errors import AudioError
+from aerecon.utils.files import atomic_write
 
 # soundfile (libsndfile) decodes these; FFmpeg (PyAV) the rest: AAC and ALAC in MP4 containers,
 # and the audio track of video files.

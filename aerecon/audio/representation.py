@@ -10,7 +10,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 
 
 class Representation(nn.Module):

@@ -9,15 +9,13 @@ waveforms, with no Trainer and no data module.
 """
 
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from aerecon import segment_samples
-from aerecon.checkpoint import load_model
-from aerecon.errors import ConfigError
-from aerecon.stitch import Stitcher
+from aerecon.utils.config import segment_samples
+from aerecon.utils.errors import ConfigError
+from aerecon.audio.stitch import Stitcher
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -82,7 +80,7 @@ class Autoencoder:
         """A mono waveform of any length at `sample_rate` -> its reconstruction, the same length.
 
         Overlapping segments are reconstructed `batch_size` at a time and overlap-added
-        (aerecon.stitch), so memory beyond the song itself stays one batch's activations.
+        (aerecon.audio.stitch), so memory beyond the song itself stays one batch's activations.
         """
         wave = self._tensor(wave, "wave", (None,))
         stitcher = Stitcher(self.segment_samples, window, overlap, notches)
@@ -98,13 +96,3 @@ class Autoencoder:
         wave = (self._tensor(block, "block", (None,)) for block in blocks)
         for piece in stitcher.stream(self.module.reconstruct, wave, batch_size):
             yield piece.cpu()
-
-
-def load(ckpt_path: str | Path, device: str | torch.device | None = None) -> Autoencoder:
-    """The model of an aerecon checkpoint, ready to encode, decode and reconstruct (see Autoencoder).
-
-    `device`: None (the GPU when there is one, else the CPU), "cpu", "cuda", "cuda:1", ...
-    Raises aerecon.errors.ConfigError for a path that is not an aerecon checkpoint.
-    """
-    module, config = load_model(ckpt_path)
-    return Autoencoder(module, config, pick_device(device))

@@ -7,7 +7,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio, signal_noise_ratio
 
-from aerecon.losses import MultiResolutionSTFTLoss
+from aerecon.models.losses import MultiResolutionSTFTLoss
 
 # The thesis found that only the lows survive; these bands put a number on it (Hz, at 4410 Hz).
 BANDS = {"low": (0.0, 250.0), "mid": (250.0, 1000.0), "high": (1000.0, math.inf)}

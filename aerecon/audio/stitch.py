@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from aerecon.errors import ConfigError
+from aerecon.utils.errors import ConfigError
 
 WINDOWS = ("crossfade", "notched")
 

@@ -1,0 +1,1 @@
+"""Audio: decoding and writing files, representations, stitching segments into songs, figures."""

@@ -1,0 +1,1 @@
+"""Training: callbacks, checkpoint reading and writing, the run folder and resume."""

@@ -1,0 +1,1 @@
+"""Helpers every room uses: errors, atomic files, log filters, config helpers, settings rules."""
