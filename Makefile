@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 # Extra overrides for the demo sweep, e.g. `make train TRAIN_ARGS="trainer.max_epochs=2"`.
 TRAIN_ARGS ?=
 
-.PHONY: install lock train test bench perf tensorboard notebook doctor clean
+.PHONY: install lock train test lint format bench perf tensorboard notebook doctor clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,15 @@ train: install
 
 test: install
 	$(PY) -m pytest
+
+# ruff (settings in pyproject.toml): `make lint` checks, `make format` rewrites in place.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Real music (Debian's nexuiz-music, installed with apt-get if missing): every model family for
 # the same CPU time each, scored on validation and unseen test songs (docs/results.md).

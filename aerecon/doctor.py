@@ -73,13 +73,17 @@ def gpu() -> str:
     import torch
 
     if not torch.cuda.is_available():
-        return f"GPU: none found by this torch build (CUDA {torch.version.cuda or 'not built'}); training runs on the CPU"
+        return (
+            f"GPU: none found by this torch build (CUDA {torch.version.cuda or 'not built'}); training runs on the CPU"
+        )
     major, minor = torch.cuda.get_device_capability(0)
     name = torch.cuda.get_device_name(0)
     if f"sm_{major}{minor}" not in torch.cuda.get_arch_list():
-        return (f"GPU: {name} (sm_{major}{minor}) is not supported by this torch build "
-                f"(CUDA {torch.version.cuda}, {' '.join(torch.cuda.get_arch_list())}). GTX 10xx (Pascal) cards need "
-                "PyTorch's CUDA 12.6 build: make install TORCH_INDEX=https://download.pytorch.org/whl/cu126")
+        return (
+            f"GPU: {name} (sm_{major}{minor}) is not supported by this torch build "
+            f"(CUDA {torch.version.cuda}, {' '.join(torch.cuda.get_arch_list())}). GTX 10xx (Pascal) cards need "
+            "PyTorch's CUDA 12.6 build: make install TORCH_INDEX=https://download.pytorch.org/whl/cu126"
+        )
     return f"GPU: {name} (sm_{major}{minor}), CUDA {torch.version.cuda}"
 
 
@@ -87,14 +91,21 @@ def main() -> int:
     try:
         print(f"aerecon doctor: {smoke()}")
     except Exception as error:  # any load failure is the message: an undefined symbol, a missing library
-        print(f"aerecon: error: torch and torchaudio do not work together: {error}. "
-              f"Reinstall the locked pair: rm -rf .venv && make install", file=sys.stderr)
+        print(
+            f"aerecon: error: torch and torchaudio do not work together: {error}. "
+            f"Reinstall the locked pair: rm -rf .venv && make install",
+            file=sys.stderr,
+        )
         return 1
     if LOCK.exists():
         problems = lock_mismatches()
         if problems:
-            print(f"aerecon: error: the environment differs from {LOCK.name}:\n  " + "\n  ".join(problems)
-                  + "\nReinstall it: rm -rf .venv && make install", file=sys.stderr)
+            print(
+                f"aerecon: error: the environment differs from {LOCK.name}:\n  "
+                + "\n  ".join(problems)
+                + "\nReinstall it: rm -rf .venv && make install",
+                file=sys.stderr,
+            )
             return 1
         print(f"aerecon doctor: every package is at its {LOCK.name} version ({len(locked_versions())} pins)")
     print(f"aerecon doctor: {gpu()}")

@@ -23,22 +23,21 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics.functional.audio import signal_noise_ratio
 from tqdm import tqdm
 
+from aerecon.audio.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.audio.io import write_wav
-from aerecon.training.checkpoint import load_model
-from aerecon.utils.settings import check_evaluate
-from aerecon.utils.config import build, home_paths
+from aerecon.audio.stitch import Stitcher
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.segments import SPLITS
 from aerecon.data.stream import read_info
-from aerecon.utils.config import CONF_DIR
-from aerecon.utils.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
-from aerecon.audio.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
-from aerecon.utils.files import atomic_write
 from aerecon.models.inference import pick_device
 from aerecon.models.metrics import SeamExcess, song_metrics
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.config import CONF_DIR, build, home_paths
+from aerecon.utils.errors import ConfigError, DataError, exit_on_user_error, sigterm_stops
+from aerecon.utils.files import atomic_write
 from aerecon.utils.logs import silence_third_party
-from aerecon.audio.stitch import Stitcher
+from aerecon.utils.settings import check_evaluate
 
 log = logging.getLogger(__name__)
 FIXED_BY_MODEL = ("sample_rate", "segment_seconds")  # the model's input length depends on them
@@ -51,8 +50,10 @@ def data_config(cfg: DictConfig, saved: dict) -> dict:
     explicit = {o.split("=", 1)[0].lstrip("+~") for o in _overrides()}
     for key in FIXED_BY_MODEL:
         if f"data.{key}" in explicit and cfg.data.get(key) != stored[key]:
-            raise ConfigError(f"data.{key}={cfg.data.get(key)}: fixed by the checkpoint, which was trained with "
-                              f"data.{key}={stored[key]}; leave it out")
+            raise ConfigError(
+                f"data.{key}={cfg.data.get(key)}: fixed by the checkpoint, which was trained with "
+                f"data.{key}={stored[key]}; leave it out"
+            )
     if _data_choice():  # a whole data group chosen: it replaces the checkpoint's settings
         data = OmegaConf.to_container(cfg.data, resolve=False)
         data["shuffle_seed"] = 0  # the group refers to the training seed; evaluation does not shuffle
@@ -79,12 +80,21 @@ def songs_of_stream(stored: dict, cfg: DictConfig) -> dict:
     records their folder and split): whole songs to evaluate, in the same splits."""
     info = read_info(stored["root"], stored.get("cache_dir"))
     if cfg.data.root is None and not Path(info["root"]).is_dir():
-        raise ConfigError(f"the songs the corpus at {stored['root']} was prepared from were at {info['root']}, which "
-                          f"is not a folder now; name where they are: data.root=DIR")
-    return {"_target_": f"{AudioDataModule.__module__}.{AudioDataModule.__name__}", "root": info["root"],
-            "cache_dir": cfg.data.cache_dir, "sample_rate": stored["sample_rate"],
-            "segment_seconds": stored["segment_seconds"], "batch_size": stored["batch_size"],
-            "split": info["split"], "split_seed": info["split_seed"], "num_workers": 0}
+        raise ConfigError(
+            f"the songs the corpus at {stored['root']} was prepared from were at {info['root']}, which "
+            f"is not a folder now; name where they are: data.root=DIR"
+        )
+    return {
+        "_target_": f"{AudioDataModule.__module__}.{AudioDataModule.__name__}",
+        "root": info["root"],
+        "cache_dir": cfg.data.cache_dir,
+        "sample_rate": stored["sample_rate"],
+        "segment_seconds": stored["segment_seconds"],
+        "batch_size": stored["batch_size"],
+        "split": info["split"],
+        "split_seed": info["split_seed"],
+        "num_workers": 0,
+    }
 
 
 def _overrides() -> list[str]:
@@ -157,14 +167,19 @@ def _write_figure(path: Path, figure) -> None:
 
 def write_media(folder: Path, name: str, original, reconstruction, butted, sample_rate: int, segment: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for kind, audio in (("original", original), ("reconstruction", reconstruction),
-                        ("residual", reconstruction - original)):
+    for kind, audio in (
+        ("original", original),
+        ("reconstruction", reconstruction),
+        ("residual", reconstruction - original),
+    ):
         write_wav(folder / f"{kind}.wav", audio.cpu().numpy(), sample_rate)
     _write_figure(folder / "waveform.png", waveform_figure(original, reconstruction, sample_rate, name))
     _write_figure(folder / "spectrum.png", spectrum_figure(original, reconstruction, sample_rate, name))
     _write_figure(folder / "spectrogram.png", spectrogram_figure(original, reconstruction, sample_rate, name))
     if butted is not None and len(original) > segment:
-        _write_figure(folder / "seam.png", seam_figure(original, reconstruction, butted, sample_rate, segment, title=name))
+        _write_figure(
+            folder / "seam.png", seam_figure(original, reconstruction, butted, sample_rate, segment, title=name)
+        )
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -176,8 +191,10 @@ def evaluate(cfg: DictConfig) -> dict:
 def _evaluate(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.run_dir)
     if (out / "metrics.json").exists() or (out / "songs").exists():
-        raise ConfigError(f"{out} already holds an evaluation (metrics.json, songs/); leave hydra.run.dir out for a "
-                          f"new folder, or name an empty one")
+        raise ConfigError(
+            f"{out} already holds an evaluation (metrics.json, songs/); leave hydra.run.dir out for a "
+            f"new folder, or name an empty one"
+        )
     device = pick_device(cfg.device)
     model, saved = load_model(cfg.ckpt_path, device)
     datamodule = build(data_config(cfg, saved))
@@ -213,8 +230,15 @@ def _evaluate(cfg: DictConfig) -> dict:
         per_song[song.name], lengths[song.name] = metrics, len(original)
         if media_left > 0:
             media_left -= 1
-            write_media(out / "songs" / folders[song.name], song.name, original.cpu(), reconstruction.cpu(),
-                        None if butted is None else butted.cpu(), rate, segment)
+            write_media(
+                out / "songs" / folders[song.name],
+                song.name,
+                original.cpu(),
+                reconstruction.cpu(),
+                None if butted is None else butted.cpu(),
+                rate,
+                segment,
+            )
     if not per_song:
         raise DataError(f"No song of {datamodule.root} could be evaluated")
 
@@ -233,9 +257,15 @@ def _evaluate(cfg: DictConfig) -> dict:
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     atomic_write(out / "metrics.csv", lambda f: f.write(metrics_csv(results).encode("utf-8", "backslashreplace")))
     overall = results["overall"]
-    log.info("Overall: snr_db %.2f, si_sdr_db %.2f, seam_excess_db %.2f, band_snr_db low/mid/high %.2f/%.2f/%.2f",
-             overall["snr_db"], overall["si_sdr_db"], overall["seam_excess_db"], overall["band_snr_db_low"],
-             overall["band_snr_db_mid"], overall["band_snr_db_high"])
+    log.info(
+        "Overall: snr_db %.2f, si_sdr_db %.2f, seam_excess_db %.2f, band_snr_db low/mid/high %.2f/%.2f/%.2f",
+        overall["snr_db"],
+        overall["si_sdr_db"],
+        overall["seam_excess_db"],
+        overall["band_snr_db_low"],
+        overall["band_snr_db_mid"],
+        overall["band_snr_db_high"],
+    )
     for source, reason in datamodule.skipped.items():
         log.warning("Not evaluated: %s (%s)", source, reason)
     log.info("Metrics: %s", out / "metrics.json")

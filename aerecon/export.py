@@ -24,13 +24,12 @@ from torch import nn
 from tqdm import tqdm
 
 from aerecon import __version__
-from aerecon.utils.config import CONF_DIR
-from aerecon.utils.config import home_paths
-from aerecon.utils.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
+from aerecon.audio.representation import RFFT, ExportableRFFT
 from aerecon.models.inference import Autoencoder
 from aerecon.training.checkpoint import load
+from aerecon.utils.config import CONF_DIR, home_paths
+from aerecon.utils.errors import ConfigError, DiskError, exit_on_user_error, reraise_stop_or_disk, sigterm_stops
 from aerecon.utils.logs import silence_third_party
-from aerecon.audio.representation import RFFT, ExportableRFFT
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -101,8 +100,17 @@ def _write_onnx(part: nn.Module, example: torch.Tensor, path: Path) -> None:
     # One file, unless the weights would pass protobuf's 2 GB limit (the thesis models): then beside it, as .onnx.data
     large = sum(t.nbytes for t in part.state_dict().values()) > ONNX_SINGLE_FILE_BYTES
     with quiet_exporter():
-        torch.onnx.export(part, (example,), str(path), dynamo=True, input_names=["input"], output_names=["output"],
-                          dynamic_shapes=({0: batch},), external_data=large, verbose=False)
+        torch.onnx.export(
+            part,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: batch},),
+            external_data=large,
+            verbose=False,
+        )
 
 
 def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
@@ -161,14 +169,18 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
     free = shutil.disk_usage(staging).free
     if free < need:
         staging.rmdir()
-        raise DiskError(f"cannot write output={output} (No space left on device: the export needs about "
-                        f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); nothing was written")
+        raise DiskError(
+            f"cannot write output={output} (No space left on device: the export needs about "
+            f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); nothing was written"
+        )
     try:
         errors, ties = {}, False
         steps = tqdm(total=4, desc=f"Exporting to {fmt}", unit="step")
         with torch.no_grad(), steps:
-            for name, part, example, check in (("encoder", encoder, traced_with, checked_on),
-                                               ("decoder", decoder, encoder(traced_with), encoder(checked_on))):
+            for name, part, example, check in (
+                ("encoder", encoder, traced_with, checked_on),
+                ("decoder", decoder, encoder(traced_with), encoder(checked_on)),
+            ):
                 path = staging / f"{name}{FORMATS[fmt]}"
                 try:
                     steps.set_postfix_str(f"writing the {name}")
@@ -180,19 +192,25 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
                 except Exception as error:  # the exporters raise many types; the reason is in the message
                     reraise_stop_or_disk(error, f"output={output}")
                     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                    raise ConfigError(f"the {name} of {type(model.module.net).__name__} cannot be exported to "
-                                      f"{fmt} ({reason[:300]}); try format="
-                                      f"{'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load") from None
+                    raise ConfigError(
+                        f"the {name} of {type(model.module.net).__name__} cannot be exported to "
+                        f"{fmt} ({reason[:300]}); try format="
+                        f"{'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load"
+                    ) from None
                 expected = part(check)
                 close, errors[name] = within_tolerance(exported, expected)
                 if not close and name == "encoder" and near_ties(encoder, check, exported):
                     ties = True
                 elif not close:
-                    raise ConfigError(f"the exported {name} of {type(model.module.net).__name__} differs from the "
-                                      f"model by {errors[name]:.3g} (more than {TOLERANCE:g} of its outputs' scale), "
-                                      f"so it was not kept. {hint(model, fmt)}")
-        parts = {"encoder": {"input": ["batch", 1, model.segment_samples], "output": ["batch", model.latent_size]},
-                 "decoder": {"input": ["batch", model.latent_size], "output": ["batch", 1, model.segment_samples]}}
+                    raise ConfigError(
+                        f"the exported {name} of {type(model.module.net).__name__} differs from the "
+                        f"model by {errors[name]:.3g} (more than {TOLERANCE:g} of its outputs' scale), "
+                        f"so it was not kept. {hint(model, fmt)}"
+                    )
+        parts = {
+            "encoder": {"input": ["batch", 1, model.segment_samples], "output": ["batch", model.latent_size]},
+            "decoder": {"input": ["batch", model.latent_size], "output": ["batch", 1, model.segment_samples]},
+        }
         for name, part in parts.items():
             part["file"] = f"{name}{FORMATS[fmt]}"
             if (staging / f"{part['file']}.data").exists():  # the weights of a large model, beside its graph
@@ -240,8 +258,9 @@ def main(cfg: DictConfig) -> None:
         output = check(cfg)
         info = export(load(cfg.ckpt_path, "cpu"), cfg.format, output)
         differences = ", ".join(f"{k} {v:.1e}" for k, v in info["max_abs_difference_from_eager"].items())
-        log.info("Wrote %s: encoder and decoder (%s), largest difference from the model: %s",
-                 output, cfg.format, differences)
+        log.info(
+            "Wrote %s: encoder and decoder (%s), largest difference from the model: %s", output, cfg.format, differences
+        )
 
 
 if __name__ == "__main__":

@@ -27,17 +27,22 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon.utils.config import CONF_DIR
-from aerecon.utils.config import build, home_paths
-from aerecon.utils.settings import check_train
-from aerecon.utils.errors import ConfigError, exit_on_user_error
 from aerecon.models.layers import Checkpointed
+from aerecon.utils.config import CONF_DIR, build, home_paths
+from aerecon.utils.errors import ConfigError, exit_on_user_error
 from aerecon.utils.logs import silence_third_party
+from aerecon.utils.settings import check_train
 
 log = logging.getLogger(__name__)
 GIB = 2**30
-STORAGE_DTYPE = {"32-true": torch.float32, "32": torch.float32, "16-mixed": torch.float32,
-                 "bf16-mixed": torch.float32, "16-true": torch.float16, "bf16-true": torch.bfloat16}
+STORAGE_DTYPE = {
+    "32-true": torch.float32,
+    "32": torch.float32,
+    "16-mixed": torch.float32,
+    "bf16-mixed": torch.float32,
+    "16-true": torch.float16,
+    "bf16-true": torch.bfloat16,
+}
 AUTOCAST_DTYPE = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 
 
@@ -64,7 +69,9 @@ class MemoryPlan:
         """One line: the total against the budget."""
         if self.budget_gb is None:
             return f"{self.total / GIB:.2f} GiB planned, no budget (budget_gb=null)"
-        return f"{self.total / GIB:.2f} GiB of the {self.budget_gb:g} GiB budget, " + ("fits" if self.fits else "DOES NOT FIT")
+        return f"{self.total / GIB:.2f} GiB of the {self.budget_gb:g} GiB budget, " + (
+            "fits" if self.fits else "DOES NOT FIT"
+        )
 
     def render(self) -> str:
         lines = [f"{'':2}{name:<34}{value:>16,} B {value / GIB:>9.3f} GiB" for name, value in self.parts.items()]
@@ -97,7 +104,9 @@ def _state_bytes_by_formula(optimizer: torch.optim.Optimizer, params: list[torch
     return None
 
 
-def optimizer_state_bytes(meta_model: torch.nn.Module, optimizer_factory: Callable) -> tuple[int, torch.optim.Optimizer]:
+def optimizer_state_bytes(
+    meta_model: torch.nn.Module, optimizer_factory: Callable
+) -> tuple[int, torch.optim.Optimizer]:
     """Bytes of device-resident optimizer state after one step (meta device: no memory used)."""
     params = [p for p in meta_model.parameters() if p.requires_grad]
     for p in params:
@@ -108,11 +117,17 @@ def optimizer_state_bytes(meta_model: torch.nn.Module, optimizer_factory: Callab
     except (RuntimeError, NotImplementedError) as error:
         total = _state_bytes_by_formula(optimizer, params)
         if total is None:
-            raise ConfigError(f"cannot plan the memory of {type(optimizer).__name__}: it does not run on the meta "
-                              f"device ({error}); set budget_gb=null to train without a plan") from error
+            raise ConfigError(
+                f"cannot plan the memory of {type(optimizer).__name__}: it does not run on the meta "
+                f"device ({error}); set budget_gb=null to train without a plan"
+            ) from error
         return total, optimizer
-    return sum(t.nbytes for state in optimizer.state.values() for t in state.values()
-               if isinstance(t, torch.Tensor) and t.device.type == "meta"), optimizer
+    return sum(
+        t.nbytes
+        for state in optimizer.state.values()
+        for t in state.values()
+        if isinstance(t, torch.Tensor) and t.device.type == "meta"
+    ), optimizer
 
 
 class SavedTensors:
@@ -148,8 +163,9 @@ def saved_bytes(model, batch_size: int, precision: str, checkpointing: bool) -> 
     exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}
     counter = SavedTensors(exclude, STORAGE_DTYPE[precision])
     wave = torch.zeros(batch_size, 1, model.input_length)
-    autocast = torch.autocast("cpu", dtype=AUTOCAST_DTYPE.get(precision, torch.float32),
-                              enabled=precision in AUTOCAST_DTYPE)
+    autocast = torch.autocast(
+        "cpu", dtype=AUTOCAST_DTYPE.get(precision, torch.float32), enabled=precision in AUTOCAST_DTYPE
+    )
     buffers = {name: b.clone() for name, b in model.named_buffers()}  # a VQ codebook, a VAE's step count
     try:
         with counter.hooks(), autocast, torch.enable_grad():
@@ -199,11 +215,19 @@ def plan_memory(cfg: DictConfig, model=None) -> MemoryPlan:
     allocated = sum(parts.values())
     parts["allocator reserve"] = math.ceil(allocated * float(plan_cfg.get("allocator_reserve", 0.05)))
     parts["CUDA context"] = int(float(plan_cfg.get("cuda_context_gb", 0.4)) * GIB)
-    notes = ["optimizer step workspace is an estimate (2x what a step copies at once) until "
-             "experiments/memory_check.py has measured it on a GPU"] if workspace else []
+    notes = (
+        [
+            "optimizer step workspace is an estimate (2x what a step copies at once) until "
+            "experiments/memory_check.py has measured it on a GPU"
+        ]
+        if workspace
+        else []
+    )
     if accumulate > 1:
-        notes.append(f"accumulate_grad_batches={accumulate}: activations are per batch of {batch}; "
-                     f"the effective batch is {batch * accumulate}")
+        notes.append(
+            f"accumulate_grad_batches={accumulate}: activations are per batch of {batch}; "
+            f"the effective batch is {batch * accumulate}"
+        )
     if precision == "16-true":
         notes.append("16-true: activations measured in fp32 on CPU and counted at 2 bytes per value")
     return MemoryPlan(parts, cfg.get("budget_gb"), notes)
@@ -253,10 +277,12 @@ def check_model_size(cfg: DictConfig) -> None:
     with torch.device("meta"):
         count = sum(p.numel() for p in build(cfg.model).parameters())
     if 2 * count > cfg.budget_gb * GIB:
-        raise ConfigError(f"this model has {count:,} parameters: its weights alone, even at 16 bits, need "
-                          f"{2 * count / GIB:.2f} GiB, more than budget_gb={cfg.budget_gb:g}; nothing was built. "
-                          f"Choose a smaller model (model.net.latent, data.segment_seconds, data.sample_rate), or set "
-                          f"budget_gb=null to build it anyway")
+        raise ConfigError(
+            f"this model has {count:,} parameters: its weights alone, even at 16 bits, need "
+            f"{2 * count / GIB:.2f} GiB, more than budget_gb={cfg.budget_gb:g}; nothing was built. "
+            f"Choose a smaller model (model.net.latent, data.segment_seconds, data.sample_rate), or set "
+            f"budget_gb=null to build it anyway"
+        )
 
 
 def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
@@ -271,8 +297,10 @@ def check_budget(cfg: DictConfig, model) -> MemoryPlan | None:
             log.info("Memory plan: %s (plan.verbose=true or python -m aerecon.plan for the breakdown)", plan.summary())
         return plan
     fitting = options_that_fit(cfg, model)
-    advice = "; ".join(f"{o} ({p.total / GIB:.2f} GiB)" for o, p in fitting[:4]) or \
-        "none of the single options; lower data.batch_size or the model size"
+    advice = (
+        "; ".join(f"{o} ({p.total / GIB:.2f} GiB)" for o, p in fitting[:4])
+        or "none of the single options; lower data.batch_size or the model size"
+    )
     raise ConfigError(
         f"this run needs {plan.total / GIB:.2f} GiB but budget_gb={plan.budget_gb:g}.\n{plan.render()}\n"
         f"Options that fit: {advice}. Or set budget_gb=null to train anyway."

@@ -33,15 +33,14 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from aerecon.utils.config import CONF_DIR
-from aerecon.utils.files import is_url
-from aerecon.utils.settings import TRAIN, check as check_settings, fraction, whole
-from aerecon.utils.config import build, home_paths
 from aerecon.data.segments import SPLITS, song_count
-from aerecon.utils.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
-from aerecon.utils.files import atomic_write, only_writer, sha256
-from aerecon.utils.logs import silence_third_party
 from aerecon.data.upload import read_json, upload
+from aerecon.utils.config import CONF_DIR, build, home_paths
+from aerecon.utils.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
+from aerecon.utils.files import atomic_write, is_url, only_writer, sha256
+from aerecon.utils.logs import silence_third_party
+from aerecon.utils.settings import TRAIN, fraction, whole
+from aerecon.utils.settings import check as check_settings
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # of aerecon.json and the items
@@ -50,8 +49,10 @@ INDEX = "index.json"  # LitData's, written last: a split with one is complete
 LOCK = ".prepare.lock"
 # What aerecon-prepare writes at the top of its output (a file's temporary twin included); anything
 # else there is the user's, and is never replaced.
-OWN = re.compile(rf"(aerecon\.json|data_report\.tsv|\.sent\.json|(train|val|test)(\.sha1)?)(\.\d+\.tmp)?"
-                 rf"|{re.escape(LOCK)}")
+OWN = re.compile(
+    rf"(aerecon\.json|data_report\.tsv|\.sent\.json|(train|val|test)(\.sha1)?)(\.\d+\.tmp)?"
+    rf"|{re.escape(LOCK)}"
+)
 
 
 def segment_item(spec: list) -> dict:
@@ -81,11 +82,21 @@ def check(cfg: DictConfig) -> Path:
         raise ConfigError("output is not set: aerecon-prepare data.root=MUSIC output=PREPARED")
     if not str(cfg.data.get("_target_", "")).startswith("aerecon.data.AudioDataModule"):
         raise ConfigError("aerecon-prepare reads a folder of audio: data=folder data.root=MUSIC (the default)")
-    check_settings(cfg, {key: TRAIN[key] for key in ("data.sample_rate", "data.segment_seconds", "data.split_seed",
-                                                     "data.decode_workers")}
-                   | {"margin": (fraction, "a fraction of a segment from 0 to 1 (data=stream then allows data.jitter "
-                                           "up to it)", "margin=0.5"),
-                      "chunk_megabytes": (whole(1), "a whole number of megabytes, at least 1", "chunk_megabytes=64")})
+    check_settings(
+        cfg,
+        {
+            key: TRAIN[key]
+            for key in ("data.sample_rate", "data.segment_seconds", "data.split_seed", "data.decode_workers")
+        }
+        | {
+            "margin": (
+                fraction,
+                "a fraction of a segment from 0 to 1 (data=stream then allows data.jitter up to it)",
+                "margin=0.5",
+            ),
+            "chunk_megabytes": (whole(1), "a whole number of megabytes, at least 1", "chunk_megabytes=64"),
+        },
+    )
     output = staging(cfg) if is_url(cfg.output) else Path(str(cfg.output)).expanduser().absolute()
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output={output} is a file; name a folder")
@@ -97,8 +108,9 @@ def check(cfg: DictConfig) -> Path:
     for place, saved in records:
         differ = [f"{k}: {saved.get(k)} there, {v} now" for k, v in wanted.items() if saved.get(k) != v]
         if differ:
-            raise ConfigError(f"output={place} holds a corpus prepared with other settings ({'; '.join(differ)}); "
-                              f"name a new folder")
+            raise ConfigError(
+                f"output={place} holds a corpus prepared with other settings ({'; '.join(differ)}); name a new folder"
+            )
     return output
 
 
@@ -115,9 +127,11 @@ def check_ownership(output: Path) -> None:
     if foreign:
         shown = ", ".join(f"{name}/" if (output / name).is_dir() else name for name in foreign[:3])
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise ConfigError(f"output={output} holds {shown}{more}, which aerecon-prepare did not write; it never "
-                          f"replaces files it did not write: name a new or empty folder, e.g. "
-                          f"output={output.with_name(output.name + '_prepared')}")
+        raise ConfigError(
+            f"output={output} holds {shown}{more}, which aerecon-prepare did not write; it never "
+            f"replaces files it did not write: name a new or empty folder, e.g. "
+            f"output={output.with_name(output.name + '_prepared')}"
+        )
 
 
 def staging(cfg: DictConfig) -> Path:
@@ -125,8 +139,11 @@ def staging(cfg: DictConfig) -> Path:
     only what the store lacks): `staging`, or a folder under paths.cache_dir named by the URL."""
     if cfg.get("staging"):
         return Path(str(cfg.staging)).expanduser().absolute()
-    return Path(str(cfg.paths.cache_dir)).expanduser().absolute() / "prepared" / hashlib.sha1(
-        str(cfg.output).encode()).hexdigest()[:12]
+    return (
+        Path(str(cfg.paths.cache_dir)).expanduser().absolute()
+        / "prepared"
+        / hashlib.sha1(str(cfg.output).encode()).hexdigest()[:12]
+    )
 
 
 def in_store(url: str, action):
@@ -136,17 +153,24 @@ def in_store(url: str, action):
     except DataError:
         raise
     except Exception as error:  # every store's client raises its own types
-        raise DataError(f"output={url}: the object store failed ({first_line(error)}); check the URL and the "
-                        f"store's credentials, then run the same command again") from None
+        raise DataError(
+            f"output={url}: the object store failed ({first_line(error)}); check the URL and the "
+            f"store's credentials, then run the same command again"
+        ) from None
 
 
 def settings(cfg: DictConfig) -> dict:
     """What the prepared chunks depend on (a rerun into the same folder must match)."""
     data = cfg.data
-    return {"format": FORMAT, "root": str(Path(str(data.root)).expanduser().absolute()),
-            "sample_rate": data.sample_rate, "segment_seconds": data.segment_seconds,
-            "split": OmegaConf.to_container(data.split) if OmegaConf.is_config(data.split) else data.split,
-            "split_seed": data.split_seed, "margin": cfg.margin}
+    return {
+        "format": FORMAT,
+        "root": str(Path(str(data.root)).expanduser().absolute()),
+        "sample_rate": data.sample_rate,
+        "segment_seconds": data.segment_seconds,
+        "split": OmegaConf.to_container(data.split) if OmegaConf.is_config(data.split) else data.split,
+        "split_seed": data.split_seed,
+        "margin": cfg.margin,
+    }
 
 
 def fingerprint(specs: list[list]) -> str:
@@ -179,9 +203,17 @@ def write_split(specs: list[list], target: Path, seed: int, chunk_megabytes: int
     def run() -> None:
         os.setpgrp()
         die_with(parent)
-        optimize(fn=segment_item, inputs=[specs[i] for i in order], output_dir=str(target),
-                 chunk_bytes=chunk_megabytes * 2**20, num_workers=workers, use_checkpoint=True, mode=None,
-                 start_method="fork", verbose=False)
+        optimize(
+            fn=segment_item,
+            inputs=[specs[i] for i in order],
+            output_dir=str(target),
+            chunk_bytes=chunk_megabytes * 2**20,
+            num_workers=workers,
+            use_checkpoint=True,
+            mode=None,
+            start_method="fork",
+            verbose=False,
+        )
 
     child = context.Process(target=run, daemon=False)
     child.start()
@@ -192,23 +224,29 @@ def write_split(specs: list[list], target: Path, seed: int, chunk_megabytes: int
             os.killpg(child.pid, signal.SIGKILL)
             child.join()
     if child.exitcode or not (target / INDEX).is_file():
-        raise DataError(f"{target}: the chunks were not completed (exit code {child.exitcode}); run the same command "
-                        f"again to finish them")
+        raise DataError(
+            f"{target}: the chunks were not completed (exit code {child.exitcode}); run the same command "
+            f"again to finish them"
+        )
 
 
 def prepare(cfg: DictConfig) -> Path:
     output = check(cfg)
     if is_url(cfg.output):
-        log.info("Writing the corpus for %s in %s first (kept: a rerun sends only what the store lacks)",
-                 cfg.output, output)
+        log.info(
+            "Writing the corpus for %s in %s first (kept: a rerun sends only what the store lacks)", cfg.output, output
+        )
     created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"output={output}: cannot create it ({error.strerror or error})") from None
     try:
-        with only_writer(output / LOCK, f"output={output}: another aerecon-prepare is writing there now; wait for it "
-                                        f"to finish, or name another folder"):
+        with only_writer(
+            output / LOCK,
+            f"output={output}: another aerecon-prepare is writing there now; wait for it "
+            f"to finish, or name another folder",
+        ):
             check_ownership(output)  # again, now that no other prepare can be writing
             _prepare(cfg, output)
     except BaseException:
@@ -244,8 +282,11 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
         counts[split] = {"songs": len(dataset.songs), "segments": len(specs)}
         stamp, wanted = output / f"{split}.sha1", fingerprint(specs)
         if target.exists() and not (stamp.is_file() and stamp.read_text() == wanted):
-            log.info("%s holds other segments than the songs under %s give now (they changed): writing it again",
-                     target, cfg.data.root)
+            log.info(
+                "%s holds other segments than the songs under %s give now (they changed): writing it again",
+                target,
+                cfg.data.root,
+            )
             shutil.rmtree(target)
         if (target / INDEX).is_file():
             log.info("%s: complete already (%d segments)", target, len(specs))
@@ -254,15 +295,26 @@ def _prepare(cfg: DictConfig, output: Path) -> None:
             log.warning("The %s split has no segments: nothing written for it", split)
             continue
         room(target, specs)
-        atomic_write(stamp, lambda f: f.write(wanted.encode()))  # before any chunk: what they are to hold
+        atomic_write(stamp, lambda f, text=wanted: f.write(text.encode()))  # before any chunk: what they are to hold
         log.info("Writing %d %s segments of %s to %s", len(specs), split, song_count(len(dataset.songs)), target)
         started = time.perf_counter()
         write_split(specs, target, cfg.data.split_seed, cfg.chunk_megabytes, datamodule.cache.workers)
         log.info("Wrote %s in %.0f s", target, time.perf_counter() - started)
-    write_info(output, settings(cfg) | {"segment_samples": datamodule.segment_samples, "margin_samples": margin,
-                                        "splits": counts, "files": checksums(output)})
-    log.info("Wrote %s: %s", output,
-             ", ".join(f"{split} {c['segments']} segments of {song_count(c['songs'])}" for split, c in counts.items()))
+    write_info(
+        output,
+        settings(cfg)
+        | {
+            "segment_samples": datamodule.segment_samples,
+            "margin_samples": margin,
+            "splits": counts,
+            "files": checksums(output),
+        },
+    )
+    log.info(
+        "Wrote %s: %s",
+        output,
+        ", ".join(f"{split} {c['segments']} segments of {song_count(c['songs'])}" for split, c in counts.items()),
+    )
 
 
 def room(target: Path, specs: list[list]) -> None:
@@ -271,9 +323,11 @@ def room(target: Path, specs: list[list]) -> None:
     need = sum(4 * (stop - start) + 64 for _, _, start, stop, _ in specs) + 2**20  # float32 samples, item headers
     free = shutil.disk_usage(target.parent).free
     if free < need:
-        raise DiskError(f"cannot write {target} (No space left on device: its chunks need about "
-                        f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); free some space, then run the same "
-                        f"command again")
+        raise DiskError(
+            f"cannot write {target} (No space left on device: its chunks need about "
+            f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); free some space, then run the same "
+            f"command again"
+        )
 
 
 def checksums(output: Path) -> dict[str, dict]:

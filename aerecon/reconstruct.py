@@ -10,13 +10,13 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from aerecon.utils.config import CONF_DIR
-from aerecon.utils.config import home_paths
 from aerecon.audio.io import Resampler, open_mono, write_wav
-from aerecon.utils.settings import RECONSTRUCT, check as check_settings
-from aerecon.utils.errors import AudioError, ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.training.checkpoint import load
+from aerecon.utils.config import CONF_DIR, home_paths
+from aerecon.utils.errors import AudioError, ConfigError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.utils.logs import silence_third_party
+from aerecon.utils.settings import RECONSTRUCT
+from aerecon.utils.settings import check as check_settings
 
 log = logging.getLogger(__name__)
 RATES = ("model", "input")
@@ -31,10 +31,15 @@ def check(cfg: DictConfig) -> tuple[Path, Path]:
     if not source.is_file():
         raise ConfigError(f"input={source}: no such file" if not source.exists() else f"input={source} is not a file")
     if target.suffix.lower() != ".wav":
-        raise ConfigError(f"output={target}: the reconstruction is written as WAV, e.g. output={target.with_suffix('.wav')}")
+        raise ConfigError(
+            f"output={target}: the reconstruction is written as WAV, e.g. output={target.with_suffix('.wav')}"
+        )
     if target.exists() and (target.is_dir() or target.resolve() == source.resolve()):
-        raise ConfigError(f"output={target} is " + ("a folder" if target.is_dir() else "the input file") +
-                          f"; name a new file, e.g. output={target.with_name(source.stem + '.reconstruction.wav')}")
+        raise ConfigError(
+            f"output={target} is "
+            + ("a folder" if target.is_dir() else "the input file")
+            + f"; name a new file, e.g. output={target.with_name(source.stem + '.reconstruction.wav')}"
+        )
     check_settings(cfg, RECONSTRUCT)
     if target.exists() and not cfg.overwrite:
         raise ConfigError(f"output={target} exists; add overwrite=true to replace it, or name another file")
@@ -75,8 +80,12 @@ def reconstruct(cfg: DictConfig) -> Path:
 
         def song():
             nonlocal frames
-            with tqdm(desc=f"Reconstructing {source.name}", unit="s", unit_scale=False,
-                      bar_format="{desc}: {n:.0f} s of audio [{elapsed}, {rate_fmt}]") as progress:
+            with tqdm(
+                desc=f"Reconstructing {source.name}",
+                unit="s",
+                unit_scale=False,
+                bar_format="{desc}: {n:.0f} s of audio [{elapsed}, {rate_fmt}]",
+            ) as progress:
                 for block in blocks:
                     yield to_model(block)
                     frames += len(block)

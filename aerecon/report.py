@@ -58,8 +58,11 @@ def load_scalars(run: Path) -> dict[str, dict[int, float]]:
     if "epoch" not in tags:
         return {}
     epoch_at = {e.step: int(e.value) for e in accumulator.Scalars("epoch")}
-    return {tag: {epoch_at[e.step]: e.value for e in accumulator.Scalars(tag) if e.step in epoch_at}
-            for tag in COLUMNS if tag in tags}
+    return {
+        tag: {epoch_at[e.step]: e.value for e in accumulator.Scalars(tag) if e.step in epoch_at}
+        for tag in COLUMNS
+        if tag in tags
+    }
 
 
 def run_name(run: Path, root: Path) -> str:
@@ -125,8 +128,9 @@ def over_seeds(report: dict) -> list[dict]:
             values = [value for n in names if (value := best_value(report[n], column)) is not None]
             if len(values) == len(names):
                 metrics[column] = mean_and_interval(values)
-        rows.append({"setting": setting, "model": report[names[0]]["model"], "seeds": seeds, "runs": names,
-                     "metrics": metrics})
+        rows.append(
+            {"setting": setting, "model": report[names[0]]["model"], "seeds": seeds, "runs": names, "metrics": metrics}
+        )
     return rows
 
 
@@ -175,21 +179,31 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def build_report(root: Path) -> dict:
     runs = find_runs(root)
     if not runs:
-        raise ReportError(f"No TensorBoard logs (tensorboard/events.out.tfevents.*) under {root}; "
-                          "give a run folder or a multirun folder, e.g. logs/train/multiruns/<time>")
+        raise ReportError(
+            f"No TensorBoard logs (tensorboard/events.out.tfevents.*) under {root}; "
+            "give a run folder or a multirun folder, e.g. logs/train/multiruns/<time>"
+        )
     report = {}
     for run in runs:
         scalars = load_scalars(run)
         if not scalars.get("val/loss"):
-            print(f"aerecon: warning: {run / 'tensorboard'} holds no val/loss: the run stopped before its first "
-                  f"validation, or its event files are damaged", file=sys.stderr)
+            print(
+                f"aerecon: warning: {run / 'tensorboard'} holds no val/loss: the run stopped before its first "
+                f"validation, or its event files are damaged",
+                file=sys.stderr,
+            )
         rows, best = run_rows(scalars)
         seconds = list(scalars.get("perf/epoch_seconds", {}).values())
         peak = scalars.get("perf/peak_cuda_gb") or scalars.get("perf/peak_rss_gb") or {}
         setting, seed = run_setting(run)
         report[run_name(run, root)] = {
-            "model": model_name(run), "rows": rows, "best": best, "losses": scalars.get("val/loss", {}),
-            "setting": setting, "seed": seed, "test": run_test_metrics(run),
+            "model": model_name(run),
+            "rows": rows,
+            "best": best,
+            "losses": scalars.get("val/loss", {}),
+            "setting": setting,
+            "seed": seed,
+            "test": run_test_metrics(run),
             "epochs": len(scalars.get("val/loss", {})),
             "median_epoch_seconds": statistics.median(seconds) if seconds else None,
             "peak_gb": max(peak.values()) if peak else None,
@@ -202,24 +216,68 @@ def render_markdown(report: dict) -> str:
     summary = []
     for name, run in report.items():
         best = next((r for r in run["rows"] if r["best"]), {})
-        summary.append([name, run["model"], run["epochs"], run["best"], best.get("val loss"), best.get("MSE"),
-                        best.get("MAE"), best.get("RMSE"), best.get("SNR (dB)"), run["median_epoch_seconds"],
-                        None if run["peak_gb"] is None else f"{run['peak_gb']:.2f} {run['peak_kind']}"])
-    parts = ["# Sweep report", "",
-             "Validation metrics at the best epoch (lowest val loss); MSE, MAE, RMSE and SNR on the waveform, "
-             "val loss in the representation domain; peak memory in GiB.", "",
-             markdown_table(["run", "model", "epochs", "best epoch", "val loss", "MSE", "MAE", "RMSE", "SNR (dB)",
-                             "s/epoch (median)", "peak memory"], summary)]
+        summary.append(
+            [
+                name,
+                run["model"],
+                run["epochs"],
+                run["best"],
+                best.get("val loss"),
+                best.get("MSE"),
+                best.get("MAE"),
+                best.get("RMSE"),
+                best.get("SNR (dB)"),
+                run["median_epoch_seconds"],
+                None if run["peak_gb"] is None else f"{run['peak_gb']:.2f} {run['peak_kind']}",
+            ]
+        )
+    parts = [
+        "# Sweep report",
+        "",
+        "Validation metrics at the best epoch (lowest val loss); MSE, MAE, RMSE and SNR on the waveform, "
+        "val loss in the representation domain; peak memory in GiB.",
+        "",
+        markdown_table(
+            [
+                "run",
+                "model",
+                "epochs",
+                "best epoch",
+                "val loss",
+                "MSE",
+                "MAE",
+                "RMSE",
+                "SNR (dB)",
+                "s/epoch (median)",
+                "peak memory",
+            ],
+            summary,
+        ),
+    ]
     seeded = over_seeds(report)
     if seeded:
         columns = [c for c in SEED_COLUMNS if any(c in row["metrics"] for row in seeded)]
-        parts += ["", "## Over seeds", "",
-                  "Runs that differ only in `seed`: the mean and the half-width of its 95% confidence interval "
-                  "(Student's t) at each run's best epoch, and on the test split. Two settings differ beyond "
-                  "noise where their intervals do not overlap.", "",
-                  markdown_table(["setting", "model", "seeds", *columns],
-                                 [[row["setting"], row["model"], len(row["seeds"]),
-                                   *(_interval(row["metrics"].get(c)) for c in columns)] for row in seeded])]
+        parts += [
+            "",
+            "## Over seeds",
+            "",
+            "Runs that differ only in `seed`: the mean and the half-width of its 95% confidence interval "
+            "(Student's t) at each run's best epoch, and on the test split. Two settings differ beyond "
+            "noise where their intervals do not overlap.",
+            "",
+            markdown_table(
+                ["setting", "model", "seeds", *columns],
+                [
+                    [
+                        row["setting"],
+                        row["model"],
+                        len(row["seeds"]),
+                        *(_interval(row["metrics"].get(c)) for c in columns),
+                    ]
+                    for row in seeded
+                ],
+            ),
+        ]
     for name, run in report.items():
         columns = [c for c in COLUMNS.values() if any(r[c] is not None for r in run["rows"])]
         rows = [[f"{r['epoch']} (best)" if r["best"] else r["epoch"], *(r[c] for c in columns)] for r in run["rows"]]
@@ -237,7 +295,9 @@ def render_seeds_csv(report: dict) -> str:
     writer.writerow(["setting", "model", "seeds", "metric", "mean", "ci95_half_width", "runs"])
     for row in over_seeds(report):
         for column, (mean, half) in row["metrics"].items():
-            writer.writerow([row["setting"], row["model"], len(row["seeds"]), column, mean, half, " ".join(row["runs"])])
+            writer.writerow(
+                [row["setting"], row["model"], len(row["seeds"]), column, mean, half, " ".join(row["runs"])]
+            )
     return buffer.getvalue()
 
 
@@ -256,8 +316,12 @@ def loss_figure(report: dict) -> Figure:
     ax = fig.add_subplot()
     for name, run in report.items():
         epochs = sorted(run["losses"])
-        ax.plot(epochs, [run["losses"][e] for e in epochs], marker="." if len(epochs) < 40 else None,
-                label=f"{name} ({run['model']})")
+        ax.plot(
+            epochs,
+            [run["losses"][e] for e in epochs],
+            marker="." if len(epochs) < 40 else None,
+            label=f"{name} ({run['model']})",
+        )
     ax.set(xlabel="epoch", ylabel="validation loss", yscale="log", title="Validation loss")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -273,8 +337,10 @@ def check_own(out: Path) -> None:
     present = [name for name in WRITES if (out / name).exists()]
     ours = (out / "report.md").is_file() and (out / "report.md").read_bytes().startswith(b"# Sweep report")
     if present and not ours:
-        raise ReportError(f"{out} holds {', '.join(present)}, which aerecon-report did not write; it replaces only its "
-                          f"own reports: name another folder with --out DIR")
+        raise ReportError(
+            f"{out} holds {', '.join(present)}, which aerecon-report did not write; it replaces only its "
+            f"own reports: name another folder with --out DIR"
+        )
 
 
 def write_report(root: Path, out: Path | None = None) -> dict:
@@ -311,8 +377,11 @@ def main(argv: list[str] | None = None) -> None:
         except ReportError as error:
             parser.exit(2, f"aerecon: error: {error}\n")
         except OSError as error:  # a full disk, or a folder the user may not write: each file is whole or absent
-            parser.exit(2, f"aerecon: error: cannot write {error.filename or args.out or args.dir} "
-                           f"({error.strerror or error}); every file written is complete\n")
+            parser.exit(
+                2,
+                f"aerecon: error: cannot write {error.filename or args.out or args.dir} "
+                f"({error.strerror or error}); every file written is complete\n",
+            )
     print(written["markdown"])
     print("Wrote " + ", ".join(str(p) for p in written["files"]))
 

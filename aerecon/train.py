@@ -16,25 +16,35 @@ from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from aerecon.utils.config import CONF_DIR, run_folder_of
-from aerecon.utils.files import is_url
-from aerecon.training.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
 from aerecon.models.upgrade import upgrade_state_dict
-from aerecon.training.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
-from aerecon.utils.settings import check_train
-from aerecon.utils.config import build, home_paths
-from aerecon.utils.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
-from aerecon.utils.files import atomic_write, only_writer
-from aerecon.utils.private_api import epochs_processed
 from aerecon.plan import check_budget, check_model_size
+from aerecon.training.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
+from aerecon.training.checkpoint import AtomicCheckpointIO, check_weights, load_checkpoint_config
+from aerecon.utils.config import CONF_DIR, build, home_paths, run_folder_of
+from aerecon.utils.errors import ConfigError, Forwarding, disk_error, exit_on_user_error, sigterm_stops
+from aerecon.utils.files import atomic_write, is_url, only_writer
 from aerecon.utils.logs import silence_third_party
+from aerecon.utils.private_api import epochs_processed
+from aerecon.utils.settings import check_train
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
 RUN_LOCK = ".run.lock"
 # What must match for a checkpoint to be resumed under the current config.
-RESUME_KEYS = ("model", "representation", "data.sample_rate", "data.segment_seconds", "data.split",
-               "data.split_seed", "data.batch_size", "data.shuffle_seed", "data.jitter", "data.root", "optimizer", "seed")
+RESUME_KEYS = (
+    "model",
+    "representation",
+    "data.sample_rate",
+    "data.segment_seconds",
+    "data.split",
+    "data.split_seed",
+    "data.batch_size",
+    "data.shuffle_seed",
+    "data.jitter",
+    "data.root",
+    "optimizer",
+    "seed",
+)
 
 
 def _select(config: dict, dotted: str):
@@ -46,8 +56,11 @@ def _select(config: dict, dotted: str):
 def _differences(key: str, saved, current) -> list[str]:
     """`key.leaf: A in the checkpoint, B now` for every leaf setting under `key` that differs."""
     if isinstance(saved, dict) and isinstance(current, dict):
-        return [line for name in sorted(saved.keys() | current.keys(), key=str)
-                for line in _differences(f"{key}.{name}", saved.get(name), current.get(name))]
+        return [
+            line
+            for name in sorted(saved.keys() | current.keys(), key=str)
+            for line in _differences(f"{key}.{name}", saved.get(name), current.get(name))
+        ]
     return [] if saved == current else [f"{key}: {saved} in the checkpoint, {current} now"]
 
 
@@ -79,14 +92,20 @@ def finished(cfg: DictConfig, checkpoint: dict) -> tuple[str, str | None] | None
     extend it or None), or None when there is training left."""
     epochs = epochs_processed(checkpoint)  # Lightning saves before it counts an epoch completed
     if cfg.trainer.max_epochs is not None and epochs >= cfg.trainer.max_epochs >= 0:
-        return (f"it has trained all of its trainer.max_epochs={cfg.trainer.max_epochs} epochs",
-                f"trainer.max_epochs={2 * max(cfg.trainer.max_epochs, 1)}")
-    stopper = next((state for key, state in checkpoint.get("callbacks", {}).items() if key.startswith("EarlyStopping")),
-                   None)
+        return (
+            f"it has trained all of its trainer.max_epochs={cfg.trainer.max_epochs} epochs",
+            f"trainer.max_epochs={2 * max(cfg.trainer.max_epochs, 1)}",
+        )
+    stopper = next(
+        (state for key, state in checkpoint.get("callbacks", {}).items() if key.startswith("EarlyStopping")), None
+    )
     if stopper and stopper.get("stopped_epoch", 0) > 0 and stopper.get("wait_count", 0) >= stopper.get("patience", 0):
-        return (f"early stopping ended it at epoch {stopper['stopped_epoch']} (val/loss had not improved for "
-                f"{stopper['patience']} epochs; the patience is part of the run's state, so a longer run is a new "
-                f"one, e.g. with callbacks.early_stopping.patience={2 * stopper['patience']})", None)
+        return (
+            f"early stopping ended it at epoch {stopper['stopped_epoch']} (val/loss had not improved for "
+            f"{stopper['patience']} epochs; the patience is part of the run's state, so a longer run is a new "
+            f"one, e.g. with callbacks.early_stopping.patience={2 * stopper['patience']})",
+            None,
+        )
     return None
 
 
@@ -188,16 +207,21 @@ def only_run_in(run_dir: Path):
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    with only_writer(run_dir / RUN_LOCK, f"{run_dir}: another training is writing there now; wait for it to finish, "
-                                         f"or leave hydra.run.dir out for a new run folder"):
+    with only_writer(
+        run_dir / RUN_LOCK,
+        f"{run_dir}: another training is writing there now; wait for it to finish, "
+        f"or leave hydra.run.dir out for a new run folder",
+    ):
         yield
 
 
 def _fit(cfg: DictConfig, forwarding: Forwarding, checkpoint: dict | None, run_dir: Path) -> dict:
     if checkpoint is None and (any((run_dir / "checkpoints").glob("*.ckpt")) or (run_dir / RESULTS).exists()):
-        raise ConfigError(f"{run_dir} already holds a run (its checkpoints, results.json): resume it with "
-                          f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}, or leave hydra.run.dir out for a new "
-                          f"run folder")
+        raise ConfigError(
+            f"{run_dir} already holds a run (its checkpoints, results.json): resume it with "
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}, or leave hydra.run.dir out for a new "
+            f"run folder"
+        )
     run = assemble(cfg)
     forwarding.add(run.trainer.strategy.launcher)  # DDP ranks started by this process stop with it
     if checkpoint is not None:  # Lightning's own loading would fail deep inside with a traceback

@@ -26,8 +26,10 @@ def obtain_pk3() -> Path:
     try:
         subprocess.run(command, check=True)
     except (OSError, subprocess.CalledProcessError) as error:
-        sys.exit(f"Could not install nexuiz-music ({error}). Install it with your package manager "
-                 f"(Debian/Ubuntu: sudo apt-get install nexuiz-music) and run again.")
+        sys.exit(
+            f"Could not install nexuiz-music ({error}). Install it with your package manager "
+            f"(Debian/Ubuntu: sudo apt-get install nexuiz-music) and run again."
+        )
     return PK3
 
 
@@ -62,8 +64,10 @@ def real_music_songs(folder: Path, rate: int) -> dict[str, list]:
     from aerecon.audio.io import load_audio
 
     root = real_music(folder)
-    return {split: [load_audio(f, rate).reshape(-1) for f in sorted((root / split).glob("*.ogg"))]
-            for split in ("train", "val", "test")}
+    return {
+        split: [load_audio(f, rate).reshape(-1) for f in sorted((root / split).glob("*.ogg"))]
+        for split in ("train", "val", "test")
+    }
 
 
 def machine(device: str) -> str:

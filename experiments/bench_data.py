@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from aerecon.utils.config import build, compose_train
-from aerecon.data.cache import WaveformCache
 from aerecon.audio.io import find_audio
+from aerecon.data.cache import WaveformCache
+from aerecon.utils.config import build, compose_train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import bare_loss, bare_optimizer, machine, publish, real_music  # noqa: E402
@@ -54,10 +54,18 @@ def cache_build(root: Path, workers: int) -> tuple[float, float]:
 
 
 def loader_rate(root: Path, cache: Path, batches: int, overrides: list[str]) -> tuple[float, float, int, int]:
-    """(segments per second, seconds to the first batch, loader workers, batch size) of the DataModule's train loader."""
-    cfg = compose_train(["data=folder", f"data.root={root}", "data.split=folders", f"paths.cache_dir={cache}",
-                         "data.report=null",  # no run folder here to write it into
-                         *overrides])
+    """(segments per second, seconds to the first batch, loader workers, batch size) of the DataModule's
+    train loader."""
+    cfg = compose_train(
+        [
+            "data=folder",
+            f"data.root={root}",
+            "data.split=folders",
+            f"paths.cache_dir={cache}",
+            "data.report=null",  # no run folder here to write it into
+            *overrides,
+        ]
+    )
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -117,19 +125,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_data.md"))
     args = parser.parse_args()
     root = real_music(args.data)
-    lines = [f"`python experiments/bench_data.py --workers {args.workers} --batches {args.batches} "
-             f"--device {args.device} --steps {args.steps}`, {machine(args.device)}\n"]
+    lines = [
+        f"`python experiments/bench_data.py --workers {args.workers} --batches {args.batches} "
+        f"--device {args.device} --steps {args.steps}`, {machine(args.device)}\n"
+    ]
 
-    lines += ["| cache build (83 min of 44.1 kHz Ogg -> 4410 Hz .npy) | decode processes | audio s | wall s | x real time |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "| cache build (83 min of 44.1 kHz Ogg -> 4410 Hz .npy) | decode processes | audio s | wall s | x real time |",
+        "|---|---|---|---|---|",
+    ]
     for workers in sorted({1, args.workers}):
         audio, wall = cache_build(root, workers)
         lines.append(f"| empty cache | {workers} | {audio:.0f} | {wall:.1f} | {audio / wall:.0f} |")
         print(lines[-1], flush=True)
 
     names = args.models.split(",")
-    lines += ["", "| training loader (DataModule), per model's config | batch | loader workers | first batch s | segments/s |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| training loader (DataModule), per model's config | batch | loader workers | first batch s | segments/s |",
+        "|---|---|---|---|---|",
+    ]
     loaders = {}  # as each model's config has it: the figure the target is judged on
     with tempfile.TemporaryDirectory() as cache:
         for name in names:
@@ -140,12 +155,16 @@ def main() -> None:
                 rate, first, used, batch = loader_rate(root, Path(cache), args.batches, MODELS[name] + extra)
                 if not extra:
                     loaders[name], configured = rate, used
-                lines.append(f"| {name} | {batch} | {used}{'' if extra else ' (configured)'} | {first:.2f} | "
-                             f"{rate:,.0f} |")
+                lines.append(
+                    f"| {name} | {batch} | {used}{'' if extra else ' (configured)'} | {first:.2f} | {rate:,.0f} |"
+                )
                 print(lines[-1], flush=True)
 
-    lines += ["", f"| model training steps on {args.device} | parameters | batch | segments/s | its loader / model |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"| model training steps on {args.device} | parameters | batch | segments/s | its loader / model |",
+        "|---|---|---|---|---|",
+    ]
     ratios = {}
     for name in names:
         rate, batch, parameters = model_rate(MODELS[name], args.device, args.steps)
@@ -153,8 +172,11 @@ def main() -> None:
         lines.append(f"| {name} | {parameters:,} | {batch} | {rate:,.1f} | {ratios[name]:,.0f}x |")
         print(lines[-1], flush=True)
     tightest = min(ratios, key=ratios.get)
-    lines += ["", f"Tightest: {tightest}, whose loader delivers {ratios[tightest]:,.0f}x what it consumes on "
-                  f"{args.device} (target: at least 20x)."]
+    lines += [
+        "",
+        f"Tightest: {tightest}, whose loader delivers {ratios[tightest]:,.0f}x what it consumes on "
+        f"{args.device} (target: at least 20x).",
+    ]
     publish(lines, args.out)
 
 

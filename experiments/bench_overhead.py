@@ -1,6 +1,7 @@
 """Framework overhead: aerecon's training against a bare PyTorch loop doing the same work.
 
-    python experiments/bench_overhead.py [--steps N] [--repeats 9] [--models resconv_stft,best,fixed_cost] [--device cpu]
+    python experiments/bench_overhead.py [--steps N] [--repeats 9] [--models resconv_stft,best,fixed_cost]
+        [--device cpu]
 
 - aerecon: the run `aerecon-train experiment=resconv_stft ...` (or best, ...) assembles
   (aerecon.train.assemble: the config's trainer, callbacks, TensorBoard logger, checkpoint IO),
@@ -21,6 +22,7 @@
 """
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -30,30 +32,54 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from aerecon.utils.config import build, compose_train
 from aerecon.train import assemble
+from aerecon.utils.config import build, compose_train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import bare_loss, bare_optimizer, machine, publish, real_music  # noqa: E402
 
 # name: (overrides, default steps): runs of several seconds each, long enough that Lightning's
 # start-up weighs little, short enough for many alternating repeats on a noisy machine
-MODELS = {"resconv_stft": (["experiment=resconv_stft"], 40), "best": (["experiment=best"], 600),
-          # best's configuration on 2 x 1000-sample segments (a 10-channel filterbank): almost no compute,
-          # so the run measures what each loop itself costs per step
-          "fixed_cost": (["experiment=best", "data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=2",
-                          "model.net.hop=10", "model.net.latent=20", "model.net.select=topk"], 2000),
-          "demo_fc": (["experiment=demo", "model=fc", "data=folder"], 300)}
+MODELS = {
+    "resconv_stft": (["experiment=resconv_stft"], 40),
+    "best": (["experiment=best"], 600),
+    # best's configuration on 2 x 1000-sample segments (a 10-channel filterbank): almost no compute,
+    # so the run measures what each loop itself costs per step
+    "fixed_cost": (
+        [
+            "experiment=best",
+            "data.sample_rate=2000",
+            "data.segment_seconds=0.5",
+            "data.batch_size=2",
+            "model.net.hop=10",
+            "model.net.latent=20",
+            "model.net.select=topk",
+        ],
+        2000,
+    ),
+    "demo_fc": (["experiment=demo", "model=fc", "data=folder"], 300),
+}
 
 
 def config(name: str, root: Path, work: Path, steps: int, device: str, *more: str):
-    return compose_train([
-        *MODELS[name][0], f"data.root={root}", "data.split=folders", f"paths.cache_dir={work / 'cache'}",
-        f"paths.run_dir={work / 'run'}", f"+trainer.max_steps={steps}", "+trainer.limit_val_batches=0",
-        "+trainer.num_sanity_val_steps=0", "+trainer.enable_checkpointing=false", "callbacks.model_checkpoint=null",
-        "callbacks.early_stopping=null", "callbacks.reconstruction_preview=null",
-        f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}", *more,
-    ])
+    return compose_train(
+        [
+            *MODELS[name][0],
+            f"data.root={root}",
+            "data.split=folders",
+            f"paths.cache_dir={work / 'cache'}",
+            f"paths.run_dir={work / 'run'}",
+            f"+trainer.max_steps={steps}",
+            "+trainer.limit_val_batches=0",
+            "+trainer.num_sanity_val_steps=0",
+            "+trainer.enable_checkpointing=false",
+            "callbacks.model_checkpoint=null",
+            "callbacks.early_stopping=null",
+            "callbacks.reconstruction_preview=null",
+            f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
+            *more,
+        ]
+    )
 
 
 def fit_seconds(trainer: L.Trainer, model, datamodule) -> float:
@@ -75,10 +101,19 @@ def time_lightning(cfg, *callbacks: L.Callback) -> float:
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model = build(cfg.data), build(cfg.model)
     datamodule.prepare_data()
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                        max_steps=cfg.trainer.max_steps, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=list(callbacks))
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_steps=cfg.trainer.max_steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
     return fit_seconds(trainer, model, datamodule)
 
 
@@ -113,19 +148,39 @@ def breakdown(name: str, make_cfg, repeats: int) -> list[str]:
     steps = cfg.trainer.max_steps
     empty = [L.Callback() for _ in range(9)]
     pairs = {"callbacks": [], "logging": []}
-    for repeat in range(repeats):
+    for _ in range(repeats):
         pairs["callbacks"].append((time_lightning(cfg, *empty), time_lightning(cfg)))
-        pairs["logging"].append((time_aerecon(make_cfg("trainer.log_every_n_steps=1")),
-                                 time_aerecon(make_cfg(f"trainer.log_every_n_steps={steps + 1}"))))
+        pairs["logging"].append(
+            (
+                time_aerecon(make_cfg("trainer.log_every_n_steps=1")),
+                time_aerecon(make_cfg(f"trainer.log_every_n_steps={steps + 1}")),
+            )
+        )
 
     def per_step(which: str, per: int = 1) -> float:  # us
         return statistics.median((a - b) / steps / per * 1e6 for a, b in pairs[which])
 
-    return ["", f"Where the fixed costs go ({name}; medians of {repeats} pairs of runs):", "",
-            f"- each callback, even one that does nothing: {per_step('callbacks', len(empty)):.1f} us a step "
-            f"(a plain Trainer with {len(empty)} empty callbacks against none)",
-            f"- a logged step: {per_step('logging'):,.0f} us more than another (aerecon logging every step "
-            f"against never)"]
+    return [
+        "",
+        f"Where the fixed costs go ({name}; medians of {repeats} pairs of runs):",
+        "",
+        f"- each callback, even one that does nothing: {per_step('callbacks', len(empty)):.1f} us a step "
+        f"(a plain Trainer with {len(empty)} empty callbacks against none)",
+        f"- a logged step: {per_step('logging'):,.0f} us more than another (aerecon logging every step against never)",
+    ]
+
+
+def fresh_aerecon(name: str, root: Path, work: Path, steps: int, device: str) -> float:
+    return time_aerecon(config(name, root, work, steps, device))
+
+
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    return [x / y for x, y in zip(a, b)]
+
+
+def cost(a: list[float], b: list[float], steps: int) -> float:
+    """a's extra time per step over b's, in microseconds (the median over repeats)."""
+    return statistics.median((x - y) / steps * 1e6 for x, y in zip(a, b))
 
 
 def main() -> None:
@@ -133,46 +188,60 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/nexuiz"))
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: per model)")
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--models", default="resconv_stft,best,fixed_cost", help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument(
+        "--models", default="resconv_stft,best,fixed_cost", help=f"comma-separated, from {','.join(MODELS)}"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_overhead.md"))
     args = parser.parse_args()
     root = real_music(args.data)
-    lines = [f"`python experiments/bench_overhead.py{f' --steps {args.steps}' if args.steps else ''} --repeats {args.repeats} "
-             f"--models {args.models} --device {args.device}`, {machine(args.device)}",
-             "", "| model | steps | bare ms/step | Lightning's cost, us/step | aerecon's on top, us/step | "
-             "lightning / bare | **aerecon / lightning** (range) | aerecon / bare |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`python experiments/bench_overhead.py{f' --steps {args.steps}' if args.steps else ''} "
+        f"--repeats {args.repeats} "
+        f"--models {args.models} --device {args.device}`, {machine(args.device)}",
+        "",
+        "| model | steps | bare ms/step | Lightning's cost, us/step | aerecon's on top, us/step | "
+        "lightning / bare | **aerecon / lightning** (range) | aerecon / bare |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
             steps = args.steps or MODELS[name][1]
             cfg = config(name, root, Path(work), steps, args.device)
             time_bare(cfg, args.device)  # warm-up: builds the cache, loads libraries
-            runs = {"bare": lambda: time_bare(cfg, args.device), "lightning": lambda: time_lightning(cfg),
-                    "aerecon": lambda: time_aerecon(config(name, root, Path(work), steps, args.device))}
+            runs = {
+                "bare": functools.partial(time_bare, cfg, args.device),
+                "lightning": functools.partial(time_lightning, cfg),
+                "aerecon": functools.partial(fresh_aerecon, name, root, Path(work), steps, args.device),
+            }
             times = {which: [] for which in runs}
             for repeat in range(args.repeats):
-                for which in (list(runs) if repeat % 2 == 0 else list(runs)[::-1]):
+                for which in list(runs) if repeat % 2 == 0 else list(runs)[::-1]:
                     times[which].append(runs[which]())
-                print(f"{name} repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
-
-            def ratios(a: str, b: str) -> list[float]:
-                return [x / y for x, y in zip(times[a], times[b])]
-
-            def cost(a: str, b: str) -> float:  # a's extra time per step over b's, in us
-                return statistics.median((x - y) / steps * 1e6 for x, y in zip(times[a], times[b]))
-
-            ours = ratios("aerecon", "lightning")
-            lines.append(f"| {name} | {steps} | {statistics.median(times['bare']) / steps * 1e3:.2f} | "
-                         f"{cost('lightning', 'bare'):,.0f} | {cost('aerecon', 'lightning'):,.0f} | "
-                         f"{statistics.median(ratios('lightning', 'bare')):.3f} | "
-                         f"**{statistics.median(ours):.3f}** ({min(ours):.2f}-{max(ours):.2f}) | "
-                         f"{statistics.median(ratios('aerecon', 'bare')):.3f} |")
-        lines += ["", "Per-step figures and ratios are medians over the repeats of each repeat's own figure. "
-                  "Target: aerecon / lightning at most 1.05."]
+                print(
+                    f"{name} repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True
+                )
+            ours = ratios(times["aerecon"], times["lightning"])
+            lines.append(
+                f"| {name} | {steps} | {statistics.median(times['bare']) / steps * 1e3:.2f} | "
+                f"{cost(times['lightning'], times['bare'], steps):,.0f} | "
+                f"{cost(times['aerecon'], times['lightning'], steps):,.0f} | "
+                f"{statistics.median(ratios(times['lightning'], times['bare'])):.3f} | "
+                f"**{statistics.median(ours):.3f}** ({min(ours):.2f}-{max(ours):.2f}) | "
+                f"{statistics.median(ratios(times['aerecon'], times['bare'])):.3f} |"
+            )
+        lines += [
+            "",
+            "Per-step figures and ratios are medians over the repeats of each repeat's own figure. "
+            "Target: aerecon / lightning at most 1.05.",
+        ]
         if "fixed_cost" in args.models.split(","):
             steps = args.steps or MODELS["fixed_cost"][1]
-            lines += breakdown("fixed_cost", lambda *more: config("fixed_cost", root, Path(work), steps, args.device, *more),
-                               args.repeats)
+            lines += breakdown(
+                "fixed_cost",
+                lambda *more: config("fixed_cost", root, Path(work), steps, args.device, *more),
+                args.repeats,
+            )
     publish(lines, args.out)
 
 

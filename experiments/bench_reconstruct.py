@@ -53,20 +53,36 @@ def main() -> None:
         for minutes in map(float, args.minutes.split(",")):
             song = Path(tmp) / "song.wav"
             write_song(song, minutes)
-            stream = child_peak([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={args.ckpt}", f"input={song}",
-                                 f"output={tmp}/stream.wav", "device=cpu", "overwrite=true"], ROOT)
-            whole = (child_peak([sys.executable, "-c", WHOLE, str(args.ckpt), str(song), f"{tmp}/whole.wav"], ROOT)
-                     if minutes <= args.whole_up_to else None)
+            stream = child_peak(
+                [
+                    sys.executable,
+                    "-m",
+                    "aerecon.reconstruct",
+                    f"ckpt_path={args.ckpt}",
+                    f"input={song}",
+                    f"output={tmp}/stream.wav",
+                    "device=cpu",
+                    "overwrite=true",
+                ],
+                ROOT,
+            )
+            whole = (
+                child_peak([sys.executable, "-c", WHOLE, str(args.ckpt), str(song), f"{tmp}/whole.wav"], ROOT)
+                if minutes <= args.whole_up_to
+                else None
+            )
             if whole:
                 a, b = sf.read(f"{tmp}/stream.wav", dtype="float32")[0], sf.read(f"{tmp}/whole.wav", dtype="float32")[0]
                 assert len(a) == len(b) and float(np.abs(a - b).max()) < 1e-5, "the two ways disagree"
             rows.append((minutes, song.stat().st_size / 2**20, stream, whole))
             print(rows[-1], flush=True)
-    lines = [f"# Reconstructing long songs: peak memory\n",
-             f"`python experiments/bench_reconstruct.py --minutes {args.minutes}` ({machine('cpu')}); "
-             f"model: {args.ckpt.name}, 22,050 Hz mono 16-bit WAV in, 2000 Hz float WAV out.\n",
-             "| song | file | aerecon-reconstruct (blocks): peak RSS | time | whole song in memory: peak RSS | time |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# Reconstructing long songs: peak memory\n",
+        f"`python experiments/bench_reconstruct.py --minutes {args.minutes}` ({machine('cpu')}); "
+        f"model: {args.ckpt.name}, 22,050 Hz mono 16-bit WAV in, 2000 Hz float WAV out.\n",
+        "| song | file | aerecon-reconstruct (blocks): peak RSS | time | whole song in memory: peak RSS | time |",
+        "|---|---|---|---|---|---|",
+    ]
     for minutes, size, (stream_s, stream_mib), whole in rows:
         whole_cells = f"{whole[1]:.0f} MiB | {whole[0]:.0f} s" if whole else "not run | "
         lines.append(f"| {minutes:g} min | {size:.0f} MiB | {stream_mib:.0f} MiB | {stream_s:.0f} s | {whole_cells} |")

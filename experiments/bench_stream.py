@@ -59,8 +59,15 @@ def folder_size(folder: Path) -> int:
 def loader_rate(prepared: Path, workers: int, batches: int) -> float:
     from aerecon.data.stream import StreamDataModule
 
-    module = StreamDataModule(root=str(prepared), sample_rate=RATE, segment_seconds=3.0, batch_size=40,
-                              num_workers=workers, jitter=0.5, shuffle_seed=0)
+    module = StreamDataModule(
+        root=str(prepared),
+        sample_rate=RATE,
+        segment_seconds=3.0,
+        batch_size=40,
+        num_workers=workers,
+        jitter=0.5,
+        shuffle_seed=0,
+    )
     module.prepare_data()
     module.setup("fit")
     return timed(module.train_dataloader(), batches)
@@ -104,10 +111,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "experiments/results/bench_stream.md")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.songs.split(","))
-    lines = [f"`python experiments/bench_stream.py --songs {args.songs} --seconds {args.seconds:g} --workers "
-             f"{args.workers} --batches {args.batches} --steps {args.steps}`, {machine('cpu')}\n",
-             "| songs | audio h | prepare wall s | prepare x real time | prepared MiB | training process peak RSS MiB |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"`python experiments/bench_stream.py --songs {args.songs} --seconds {args.seconds:g} --workers "
+        f"{args.workers} --batches {args.batches} --steps {args.steps}`, {machine('cpu')}\n",
+        "| songs | audio h | prepare wall s | prepare x real time | prepared MiB | training process peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
     rss = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -119,33 +128,72 @@ def main() -> None:
             for part in sorted(music.iterdir())[: -(-songs // 1000)]:
                 (root / part.name).symlink_to(part, target_is_directory=True)
             prepared, cache = work / f"prepared{songs}", work / f"cache{songs}"
-            wall, _ = child_peak([sys.executable, "-m", "aerecon.prepare", f"data.root={root}", f"output={prepared}",
-                           f"paths.cache_dir={cache}", f"data.decode_workers={args.workers}"], work)
+            wall, _ = child_peak(
+                [
+                    sys.executable,
+                    "-m",
+                    "aerecon.prepare",
+                    f"data.root={root}",
+                    f"output={prepared}",
+                    f"paths.cache_dir={cache}",
+                    f"data.decode_workers={args.workers}",
+                ],
+                work,
+            )
             audio = songs * args.seconds
-            _, rss[songs] = child_peak([sys.executable, "-m", "aerecon.train", "data=stream", f"data.root={prepared}",
-                                 "model=fc", "model.net.latent=32", "data.num_workers=2", f"+trainer.max_steps={args.steps}",
-                                 "+trainer.limit_val_batches=5", "trainer.enable_progress_bar=false", "test=false",
-                                 "budget_gb=null", "callbacks.reconstruction_preview=null",
-                                 f"hydra.run.dir={work / f'run{songs}'}"], work)
-            lines.append(f"| {songs:,} | {audio / 3600:.1f} | {wall:.0f} | {audio / wall:,.0f} | "
-                         f"{folder_size(prepared) / 2**20:,.0f} | {rss[songs]:,.0f} |")
+            _, rss[songs] = child_peak(
+                [
+                    sys.executable,
+                    "-m",
+                    "aerecon.train",
+                    "data=stream",
+                    f"data.root={prepared}",
+                    "model=fc",
+                    "model.net.latent=32",
+                    "data.num_workers=2",
+                    f"+trainer.max_steps={args.steps}",
+                    "+trainer.limit_val_batches=5",
+                    "trainer.enable_progress_bar=false",
+                    "test=false",
+                    "budget_gb=null",
+                    "callbacks.reconstruction_preview=null",
+                    f"hydra.run.dir={work / f'run{songs}'}",
+                ],
+                work,
+            )
+            lines.append(
+                f"| {songs:,} | {audio / 3600:.1f} | {wall:.0f} | {audio / wall:,.0f} | "
+                f"{folder_size(prepared) / 2**20:,.0f} | {rss[songs]:,.0f} |"
+            )
             print(lines[-1], flush=True)
         growth = rss[sizes[-1]] / rss[sizes[0]] - 1
-        lines += ["", f"Peak RSS of the training process, {sizes[-1]:,} songs against {sizes[0]:,}: "
-                      f"{growth:+.1%} (target: within 10%)."]
+        lines += [
+            "",
+            f"Peak RSS of the training process, {sizes[-1]:,} songs against {sizes[0]:,}: "
+            f"{growth:+.1%} (target: within 10%).",
+        ]
         delivered = loader_rate(work / f"prepared{sizes[-1]}", args.workers, args.batches)
-    ceiling = timed(torch.utils.data.DataLoader(InMemory(segment_samples(RATE, 3.0)), batch_size=40, num_workers=args.workers),
-                    args.batches)
+    ceiling = timed(
+        torch.utils.data.DataLoader(InMemory(segment_samples(RATE, 3.0)), batch_size=40, num_workers=args.workers),
+        args.batches,
+    )
     steps = {name: model_rate(overrides, "cpu", args.model_steps)[0] for name, overrides in MODELS.items()}
     fastest = max(steps, key=steps.get)
-    lines += ["", "| | segments/s |", "|---|---|",
-              f"| streamed training loader, {sizes[-1]:,} songs, {args.workers} workers, batch 40, jitter 0.5 | "
-              f"{delivered:,.0f} |",
-              f"| torch DataLoader over segments already in memory, {args.workers} workers, batch 40 | {ceiling:,.0f} |"]
+    lines += [
+        "",
+        "| | segments/s |",
+        "|---|---|",
+        f"| streamed training loader, {sizes[-1]:,} songs, {args.workers} workers, batch 40, jitter 0.5 | "
+        f"{delivered:,.0f} |",
+        f"| torch DataLoader over segments already in memory, {args.workers} workers, batch 40 | {ceiling:,.0f} |",
+    ]
     lines += [f"| training steps of {name} on the CPU | {rate:,.1f} |" for name, rate in steps.items()]
-    lines += ["", f"The loader delivers {delivered / steps[fastest]:,.0f}x what the fastest model ({fastest}) consumes "
-                  f"on the CPU (target: at least 20x); segments already in memory, through the same loader machinery, "
-                  f"{ceiling / steps[fastest]:,.0f}x."]
+    lines += [
+        "",
+        f"The loader delivers {delivered / steps[fastest]:,.0f}x what the fastest model ({fastest}) consumes "
+        f"on the CPU (target: at least 20x); segments already in memory, through the same loader machinery, "
+        f"{ceiling / steps[fastest]:,.0f}x.",
+    ]
     publish(lines, args.out)
 
 

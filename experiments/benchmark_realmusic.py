@@ -44,7 +44,12 @@ from bench_common import machine, real_music  # noqa: E402
 # name -> overrides. Learned models get the time budget. The CPU sizes are the default ones of
 # conf/model/fc.yaml and conv.yaml (the thesis shapes, scaled down) and conf/model_preset/realmusic_cpu/; the resconv
 # runs share experiment=resconv_stft's sizes, batch and learning rate (resconv_mse_stft is that experiment).
-RESCONV = ["model=resconv", "representation=raw", "data.batch_size=8", "optimizer.lr=2e-3"]  # as experiment=resconv_stft
+RESCONV = [
+    "model=resconv",
+    "representation=raw",
+    "data.batch_size=8",
+    "optimizer.lr=2e-3",
+]  # as experiment=resconv_stft
 ENTRIES = {
     "lowpass": ["model=lowpass"],
     "fourier_topk": ["model=fourier_topk"],
@@ -59,65 +64,113 @@ ENTRIES = {
     # so at 1e-30 they are far below the float32 resolution of the weights, which stay as they start.
     "sparseconv_untrained": ["experiment=best", "data.split=folders", "optimizer.lr=1e-30", "trainer.max_epochs=1"],
     # the MDCT code that experiment=best used before runs: each segment's 1650 largest coefficients
-    "sparseconv_topk_untrained": ["experiment=best", "data.split=folders", "model.net.select=topk",
-                                  "optimizer.lr=1e-30", "trainer.max_epochs=1"],
+    "sparseconv_topk_untrained": [
+        "experiment=best",
+        "data.split=folders",
+        "model.net.select=topk",
+        "optimizer.lr=1e-30",
+        "trainer.max_epochs=1",
+    ],
 }
 BASELINES = {"lowpass", "fourier_topk", "fourier_sparse", "sparseconv_untrained", "sparseconv_topk_untrained"}
 # --full-size: the thesis shapes as published (for a GPU; no 8 GB budget check, the plan is still reported)
-FULL_SIZE = {"fc_thesis": ["model.net.hidden=[9800,6500]", "budget_gb=null"],
-             "conv_thesis": ["model.net.channels=[16,32,64]", "budget_gb=null"]}
-COLUMNS = [("snr_db", "SNR dB"), ("si_sdr_db", "SI-SDR dB"), ("band_snr_db_low", "SNR <250 Hz"),
-           ("band_snr_db_mid", "SNR 250-1000 Hz"), ("band_snr_db_high", "SNR >1000 Hz"),
-           ("stft_distance", "MR-STFT dist.")]
+FULL_SIZE = {
+    "fc_thesis": ["model.net.hidden=[9800,6500]", "budget_gb=null"],
+    "conv_thesis": ["model.net.channels=[16,32,64]", "budget_gb=null"],
+}
+COLUMNS = [
+    ("snr_db", "SNR dB"),
+    ("si_sdr_db", "SI-SDR dB"),
+    ("band_snr_db_low", "SNR <250 Hz"),
+    ("band_snr_db_mid", "SNR 250-1000 Hz"),
+    ("band_snr_db_high", "SNR >1000 Hz"),
+    ("stft_distance", "MR-STFT dist."),
+]
 
 
 def run(args: list[str], log: Path) -> None:
     with log.open("w") as out:
         status = subprocess.run([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT)
     if status.returncode:
-        sys.exit(f"failed ({status.returncode}): python {' '.join(args)}\n--- last lines of {log}:\n"
-                 + "\n".join(log.read_text().splitlines()[-30:]))
+        sys.exit(
+            f"failed ({status.returncode}): python {' '.join(args)}\n--- last lines of {log}:\n"
+            + "\n".join(log.read_text().splitlines()[-30:])
+        )
 
 
-def benchmark(name: str, overrides: list[str], data_root: Path, out: Path, minutes: float, accelerator: str,
-              seed: int | None, second: Path | None) -> dict:
+def benchmark(
+    name: str,
+    overrides: list[str],
+    data_root: Path,
+    out: Path,
+    minutes: float,
+    accelerator: str,
+    seed: int | None,
+    second: Path | None,
+) -> dict:
     job = out / "runs" / name.split("=")[0] / ("" if seed is None else f"seed{seed}")
     shutil.rmtree(job, ignore_errors=True)
     job.mkdir(parents=True)
     seconds = int(minutes * 60)
     budget = f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    train_overrides = [*overrides, f"data.root={data_root}",
-                       f"trainer.max_time={budget}", f"trainer.accelerator={accelerator}", "test=false",
-                       *([] if seed is None else [f"seed={seed}"]), f"hydra.run.dir={job}"]
+    train_overrides = [
+        *overrides,
+        f"data.root={data_root}",
+        f"trainer.max_time={budget}",
+        f"trainer.accelerator={accelerator}",
+        "test=false",
+        *([] if seed is None else [f"seed={seed}"]),
+        f"hydra.run.dir={job}",
+    ]
     if not overrides[0].startswith("experiment="):
         train_overrides.insert(0, "experiment=realmusic_cpu")
     start = time.time()
     run(["-m", "aerecon.train", *train_overrides], job / "train.log")
     train_seconds = time.time() - start
     results = json.loads((job / "results.json").read_text())
-    plan = subprocess.run([sys.executable, "-m", "aerecon.plan", *train_overrides[:-1], f"hydra.run.dir={job / 'plan'}"],
-                          capture_output=True, text=True)
-    planned = next((float(line.split()[-2]) for line in plan.stdout.splitlines()
-                    if line.strip().startswith("total")), float("nan"))
+    plan = subprocess.run(
+        [sys.executable, "-m", "aerecon.plan", *train_overrides[:-1], f"hydra.run.dir={job / 'plan'}"],
+        capture_output=True,
+        text=True,
+    )
+    planned = next(
+        (float(line.split()[-2]) for line in plan.stdout.splitlines() if line.strip().startswith("total")), float("nan")
+    )
     scores = {}
     sets = {"val": ["split=val"], "test": ["split=test"]}
     if second is not None:
         sets["second"] = [f"data.root={second}", "split=all"]
     for split, data in sets.items():
-        run(["-m", "aerecon.evaluate", f"ckpt_path={results['best_checkpoint']}", *data,
-             "stitch.notches=2", "max_media_songs=1", f"hydra.run.dir={job / ('evaluate_' + split)}"],
-            job / f"evaluate_{split}.log")
+        run(
+            [
+                "-m",
+                "aerecon.evaluate",
+                f"ckpt_path={results['best_checkpoint']}",
+                *data,
+                "stitch.notches=2",
+                "max_media_songs=1",
+                f"hydra.run.dir={job / ('evaluate_' + split)}",
+            ],
+            job / f"evaluate_{split}.log",
+        )
         scores[split] = json.loads((job / f"evaluate_{split}" / "metrics.json").read_text())["overall"]
     code = aerecon.load(results["best_checkpoint"], device="cpu")
     scalars = load_scalars(job)
     epoch_seconds = list(scalars.get("perf/epoch_seconds", {}).values())
     return {
-        "name": name, "seed": seed, "overrides": overrides, "model": results["model"],
+        "name": name,
+        "seed": seed,
+        "overrides": overrides,
+        "model": results["model"],
         "parameters": count_parameters(code.module),
-        "code_numbers": code.latent_size, "code_bits": code.code_bits,
-        "epochs": results["epochs"], "best_epoch": results["best_epoch"], "train_seconds": round(train_seconds),
+        "code_numbers": code.latent_size,
+        "code_bits": code.code_bits,
+        "epochs": results["epochs"],
+        "best_epoch": results["best_epoch"],
+        "train_seconds": round(train_seconds),
         "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else float("nan"),
-        "planned_gib": planned, **scores,
+        "planned_gib": planned,
+        **scores,
     }
 
 
@@ -131,18 +184,41 @@ def count_parameters(model: torch.nn.Module) -> int:
 def scored(rows: list[dict]) -> list[tuple[str, str, str]]:
     """(split, metric key, label) of the table's score columns."""
     second = [("second", key, f"2nd set {label}") for key, label in (COLUMNS[0], COLUMNS[-1])]
-    return ([("val", key, f"val {label}") for key, label in COLUMNS]
-            + [("test", key, f"test {label}") for key, label in (*COLUMNS[:2], COLUMNS[-1])]
-            + (second if "second" in rows[0] else []))
+    return (
+        [("val", key, f"val {label}") for key, label in COLUMNS]
+        + [("test", key, f"test {label}") for key, label in (*COLUMNS[:2], COLUMNS[-1])]
+        + (second if "second" in rows[0] else [])
+    )
 
 
 def table(rows: list[dict]) -> str:
-    header = ["model", "seed", "params", "code numbers", "code bits", "train min", "s/epoch", "epochs", "planned GiB",
-              *(label for _, _, label in scored(rows))]
-    lines = [[r["name"], "-" if r["seed"] is None else str(r["seed"]), f"{r['parameters']:,}", str(r["code_numbers"]),
-              f"{r['code_bits']:,}", f"{r['train_seconds'] / 60:.1f}", f"{r['seconds_per_epoch']:.0f}",
-              str(r["epochs"]), f"{r['planned_gib']:.2f}", *(f"{r[split][key]:.2f}" for split, key, _ in scored(rows))]
-             for r in rows]
+    header = [
+        "model",
+        "seed",
+        "params",
+        "code numbers",
+        "code bits",
+        "train min",
+        "s/epoch",
+        "epochs",
+        "planned GiB",
+        *(label for _, _, label in scored(rows)),
+    ]
+    lines = [
+        [
+            r["name"],
+            "-" if r["seed"] is None else str(r["seed"]),
+            f"{r['parameters']:,}",
+            str(r["code_numbers"]),
+            f"{r['code_bits']:,}",
+            f"{r['train_seconds'] / 60:.1f}",
+            f"{r['seconds_per_epoch']:.0f}",
+            str(r["epochs"]),
+            f"{r['planned_gib']:.2f}",
+            *(f"{r[split][key]:.2f}" for split, key, _ in scored(rows)),
+        ]
+        for r in rows
+    ]
     return markdown_table(header, lines)
 
 
@@ -168,8 +244,12 @@ def main() -> None:
     parser.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto (Lightning's trainer.accelerator)")
     parser.add_argument("--full-size", action="store_true", help="thesis-shaped models at their published size")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds for the learned models, e.g. 0,1,2")
-    parser.add_argument("--second", type=Path, default=None,
-                        help="a second folder of music to score every model on, e.g. /usr/share/hyperrogue/music")
+    parser.add_argument(
+        "--second",
+        type=Path,
+        default=None,
+        help="a second folder of music to score every model on, e.g. /usr/share/hyperrogue/music",
+    )
     args = parser.parse_args()
     names = args.only.split(",")
     unknown = [n for n in names if n not in ENTRIES]
@@ -180,8 +260,10 @@ def main() -> None:
     except ValueError:
         sys.exit(f"--seeds {args.seeds}: comma-separated integers, e.g. 0,1,2")
     if args.second is not None and not args.second.is_dir():
-        sys.exit(f"--second {args.second}: not a folder (Debian: apt-get install hyperrogue-music, then "
-                 f"--second /usr/share/hyperrogue/music)")
+        sys.exit(
+            f"--second {args.second}: not a folder (Debian: apt-get install hyperrogue-music, then "
+            f"--second /usr/share/hyperrogue/music)"
+        )
     data_root = real_music(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.time()
@@ -189,34 +271,72 @@ def main() -> None:
         minutes = 0.0 if name in BASELINES else args.minutes
         overrides = ENTRIES[name] + (FULL_SIZE.get(name, []) if args.full_size else [])
         for seed in [None] if name in BASELINES else seeds:
-            print(f"[{time.time() - started:6.0f} s] {name}{'' if seed is None else f' seed={seed}'}: "
-                  f"{' '.join(ENTRIES[name])}", flush=True)
-            rows.append(benchmark(name, overrides, data_root, args.out, minutes or 30.0, args.accelerator, seed,
-                                  args.second))
-            print(f"         val SNR {rows[-1]['val']['snr_db']:.2f} dB, test SNR {rows[-1]['test']['snr_db']:.2f} dB",
-                  flush=True)
+            print(
+                f"[{time.time() - started:6.0f} s] {name}{'' if seed is None else f' seed={seed}'}: "
+                f"{' '.join(ENTRIES[name])}",
+                flush=True,
+            )
+            rows.append(
+                benchmark(name, overrides, data_root, args.out, minutes or 30.0, args.accelerator, seed, args.second)
+            )
+            print(
+                f"         val SNR {rows[-1]['val']['snr_db']:.2f} dB, test SNR {rows[-1]['test']['snr_db']:.2f} dB",
+                flush=True,
+            )
     total = time.time() - started
-    options = [f"--minutes {args.minutes:g}", f"--accelerator {args.accelerator}",
-               *(["--full-size"] if args.full_size else []), *([] if names == list(ENTRIES) else [f"--only {args.only}"]),
-               *([f"--seeds {args.seeds}"] if args.seeds else []), *([f"--second {args.second}"] if args.second else []),
-               *([] if args.out == Path("experiments/results/realmusic") else [f"--out {args.out}"])]
+    options = [
+        f"--minutes {args.minutes:g}",
+        f"--accelerator {args.accelerator}",
+        *(["--full-size"] if args.full_size else []),
+        *([] if names == list(ENTRIES) else [f"--only {args.only}"]),
+        *([f"--seeds {args.seeds}"] if args.seeds else []),
+        *([f"--second {args.second}"] if args.second else []),
+        *([] if args.out == Path("experiments/results/realmusic") else [f"--out {args.out}"]),
+    ]
     over_seeds = seed_table(rows)
     data = f"nexuiz-music{f' (second set: {args.second})' if args.second else ''}"
-    text = (f"{data}, {machine('cuda' if args.accelerator == 'gpu' else 'cpu')}, accelerator={args.accelerator}, "
-            f"{args.minutes:g} min per learned model, {total / 60:.0f} min in all: "
-            f"`python experiments/benchmark_realmusic.py {' '.join(options)}`\n\n" + table(rows) + "\n"
-            + (f"\nOver seeds (mean ± half-width of the 95% interval):\n\n{over_seeds}\n" if over_seeds else ""))
+    text = (
+        f"{data}, {machine('cuda' if args.accelerator == 'gpu' else 'cpu')}, accelerator={args.accelerator}, "
+        f"{args.minutes:g} min per learned model, {total / 60:.0f} min in all: "
+        f"`python experiments/benchmark_realmusic.py {' '.join(options)}`\n\n"
+        + table(rows)
+        + "\n"
+        + (f"\nOver seeds (mean ± half-width of the 95% interval):\n\n{over_seeds}\n" if over_seeds else "")
+    )
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     with (args.out / "table.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         splits = [split for split in ("val", "test", "second") if split in rows[0]]
-        writer.writerow(["name", "seed", "parameters", "code_numbers", "code_bits", "train_seconds",
-                         "seconds_per_epoch", "epochs", "planned_gib", *(f"{split}_{key}" for split in splits for key, _ in COLUMNS)])
+        writer.writerow(
+            [
+                "name",
+                "seed",
+                "parameters",
+                "code_numbers",
+                "code_bits",
+                "train_seconds",
+                "seconds_per_epoch",
+                "epochs",
+                "planned_gib",
+                *(f"{split}_{key}" for split in splits for key, _ in COLUMNS),
+            ]
+        )
         for r in rows:
-            writer.writerow([r["name"], r["seed"], r["parameters"], r["code_numbers"], r["code_bits"],
-                             r["train_seconds"], r["seconds_per_epoch"], r["epochs"], r["planned_gib"],
-                             *(r[split][key] for split in splits for key, _ in COLUMNS)])
+            writer.writerow(
+                [
+                    r["name"],
+                    r["seed"],
+                    r["parameters"],
+                    r["code_numbers"],
+                    r["code_bits"],
+                    r["train_seconds"],
+                    r["seconds_per_epoch"],
+                    r["epochs"],
+                    r["planned_gib"],
+                    *(r[split][key] for split in splits for key, _ in COLUMNS),
+                ]
+            )
     print("\n" + text)
 
 

@@ -3,7 +3,8 @@
     python experiments/latent_bounds.py [--data data/nexuiz] [--mlp-minutes 4]
 
 A learned model should beat the best linear baseline (fourier_topk, 8.79 dB on the validation
-songs in `make bench`) by a wide margin at the thesis's latent size. This script measures what non-learned codes reach at the same count of numbers, on the same songs
+songs in `make bench`) by a wide margin at the thesis's latent size. This script measures what
+non-learned codes reach at the same count of numbers, on the same songs
 (4410 Hz; SNR on whole songs, averaged over songs as `aerecon.evaluate` does):
 
 - RFFT top-k per segment (an oracle: it picks each 3 s segment's strongest bins). 1100 bins
@@ -47,12 +48,12 @@ def imdct(coefficients: np.ndarray, hop: int, length: int) -> np.ndarray:
     frames = coefficients @ mdct_basis(hop).numpy()
     out = np.zeros((len(frames) + 1) * hop, np.float32)
     for i, frame in enumerate(frames):
-        out[i * hop: i * hop + 2 * hop] += frame
-    return out[hop: hop + length]
+        out[i * hop : i * hop + 2 * hop] += frame
+    return out[hop : hop + length]
 
 
 def snr_db(reference: np.ndarray, reconstruction: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(reference ** 2) / np.sum((reference - reconstruction) ** 2)))
+    return float(10 * np.log10(np.sum(reference**2) / np.sum((reference - reconstruction) ** 2)))
 
 
 def keep_top(values: np.ndarray, k: int) -> np.ndarray:
@@ -74,7 +75,7 @@ def mdct_top(song: np.ndarray, hop: int, coefficients: int) -> np.ndarray:
     per_segment = SEGMENT // hop
     body = c[: len(c) // per_segment * per_segment].reshape(-1, per_segment * hop)
     c[: len(body) * per_segment] = keep_top(body, coefficients).reshape(-1, hop)
-    c[len(body) * per_segment:] = 0
+    c[len(body) * per_segment :] = 0
     return imdct(c, hop, len(song))
 
 
@@ -89,7 +90,9 @@ class FrameAutoencoder(nn.Module):
         super().__init__()
 
         def mlp(a, b):
-            return nn.Sequential(nn.Linear(a, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, b))
+            return nn.Sequential(
+                nn.Linear(a, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, b)
+            )
 
         self.encoder, self.decoder = mlp(hop, kept), mlp(kept, hop)
         self.pca_in = self.pca_out = None
@@ -129,7 +132,9 @@ def main() -> None:
     rows = []
 
     def row(name: str, numbers: str, code) -> None:
-        rows.append(f"| {name} | {numbers} | {mean_snr(songs['val'], code):.2f} | {mean_snr(songs['test'], code):.2f} |")
+        rows.append(
+            f"| {name} | {numbers} | {mean_snr(songs['val'], code):.2f} | {mean_snr(songs['test'], code):.2f} |"
+        )
         print(rows[-1], flush=True)
 
     row("RFFT top-1100 bins per segment (oracle)", "3300", lambda s: rfft_top(s, 1100))
@@ -145,21 +150,34 @@ def main() -> None:
         def code(song):
             with torch.no_grad():
                 return imdct(transform(torch.tensor(mdct(song, hop))).numpy(), hop, len(song))
+
         return code
 
-    row(f"per-frame PCA, hop {hop}, {kept} per frame (linear, fitted on train)", "3300",
-        frame_code(lambda c: (c @ pca.T) @ pca))
+    row(
+        f"per-frame PCA, hop {hop}, {kept} per frame (linear, fitted on train)",
+        "3300",
+        frame_code(lambda c: (c @ pca.T) @ pca),
+    )
     if args.mlp_minutes > 0:
         scale = train.std()
         for name, start in (("MLP autoencoder", None), ("PCA + MLP correction", pca)):
             model = FrameAutoencoder(hop, kept, 1024, start)
             steps = train_frames(model, train / scale, args.mlp_minutes)
-            row(f"per-frame {name}, hop {hop}, {args.mlp_minutes:g} min ({steps} steps of 256 frames)", "3300",
-                frame_code(lambda c, m=model: m(c / scale) * scale))
+            row(
+                f"per-frame {name}, hop {hop}, {args.mlp_minutes:g} min ({steps} steps of 256 frames)",
+                "3300",
+                frame_code(lambda c, m=model: m(c / scale) * scale),
+            )
 
-    lines = [f"`python experiments/latent_bounds.py --mlp-minutes {args.mlp_minutes:g}`, {machine('cpu')}", "",
-             "| code | numbers per 3 s | val SNR dB | test SNR dB |", "|---|---|---|---|", *rows, "",
-             "For comparison (`make bench`): fourier_topk 8.79 (val) / 9.70 (test), lowpass 5.39 / 9.20."]
+    lines = [
+        f"`python experiments/latent_bounds.py --mlp-minutes {args.mlp_minutes:g}`, {machine('cpu')}",
+        "",
+        "| code | numbers per 3 s | val SNR dB | test SNR dB |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "For comparison (`make bench`): fourier_topk 8.79 (val) / 9.70 (test), lowpass 5.39 / 9.20.",
+    ]
     publish(lines, args.out)
 
 

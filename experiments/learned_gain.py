@@ -133,8 +133,13 @@ def train_fill(songs: list[np.ndarray], bank: Filterbank, minutes: float, select
     started, steps = time.perf_counter(), 0
     while time.perf_counter() - started < minutes * 60:
         picks = torch.randint(len(waves), (16,), generator=generator).tolist()
-        x = torch.stack([w[o: o + SEGMENT] for w in (waves[i] for i in picks)
-                         for o in torch.randint(len(w) - SEGMENT, (1,), generator=generator).tolist()]).unsqueeze(1)
+        x = torch.stack(
+            [
+                w[o : o + SEGMENT]
+                for w in (waves[i] for i in picks)
+                for o in torch.randint(len(w) - SEGMENT, (1,), generator=generator).tolist()
+            ]
+        ).unsqueeze(1)
         with torch.no_grad():
             z = bank.analyse(x)
             kept = select(z)
@@ -193,7 +198,8 @@ def joint_code(banks: list[Filterbank], iterations: int):
             gradient = [bank.analyse(x - sum(b.synthesise(ci) for b, ci in zip(banks, c))) for bank in banks]
             on_support = [g * (ci != 0) for g, ci in zip(gradient, c)]
             step = sum(g.square().sum((1, 2)) for g in on_support) / sum(
-                b.synthesise(g) for b, g in zip(banks, on_support)).square().sum((1, 2)).clamp_min(1e-12)
+                b.synthesise(g) for b, g in zip(banks, on_support)
+            ).square().sum((1, 2)).clamp_min(1e-12)
             c = keep_top([ci + step[:, None, None] * g for ci, g in zip(c, gradient)])
         return sum(b.synthesise(ci) for b, ci in zip(banks, c))
 
@@ -220,38 +226,59 @@ def main() -> None:
     rows = []
 
     def row(name: str, code, on_train: bool = True) -> None:
-        scores = [mean_snr(songs[s], code) if s != "train" or on_train else float("nan") for s in ("train", "val", "test")]
+        scores = [
+            mean_snr(songs[s], code) if s != "train" or on_train else float("nan") for s in ("train", "val", "test")
+        ]
         rows.append(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.2f}" for v in scores) + " |")
         log(rows[-1])
 
     topk = args.select == "topk"  # the rotation and joint-hop probes are top-k codes
-    select, name = ((TopK(2 * KEPT), "MDCT hop 245, top-1650 (experiment=best untrained before runs)") if topk
-                    else (Runs(2 * KEPT), "MDCT hop 245, runs of frames (experiment=best untrained)"))
+    select, name = (
+        (TopK(2 * KEPT), "MDCT hop 245, top-1650 (experiment=best untrained before runs)")
+        if topk
+        else (Runs(2 * KEPT), "MDCT hop 245, runs of frames (experiment=best untrained)")
+    )
     row(name, lambda x: bank.synthesise(select(bank.analyse(x))))
     if topk and args.rotation_steps:
         rotate(songs, bank, args.rotation_steps, row, log)
     if args.fill_minutes > 0:
         fill, steps = train_fill(songs["train"], bank, args.fill_minutes, select)
-        row(f"{name.split(' (')[0]} + fill-in decoder ({args.fill_minutes:g} min, {steps} steps of 16)",
-            lambda x: bank.synthesise(fill(select(bank.analyse(x)))), on_train=False)
-    row(f"{name.split(' (')[0]} + best linear fill-in (least squares, not trained)",
-        linear_fill(songs["train"], bank, select))
+        row(
+            f"{name.split(' (')[0]} + fill-in decoder ({args.fill_minutes:g} min, {steps} steps of 16)",
+            lambda x: bank.synthesise(fill(select(bank.analyse(x)))),
+            on_train=False,
+        )
+    row(
+        f"{name.split(' (')[0]} + best linear fill-in (least squares, not trained)",
+        linear_fill(songs["train"], bank, select),
+    )
     for hops in ((245, 980), (63, 245, 735)) if topk else ():
-        row(f"hops {'+'.join(map(str, hops))}, joint top-1650 ({args.iterations} iterations, not learned)",
-            joint_code([Filterbank(h) for h in hops], args.iterations), on_train=False)
+        row(
+            f"hops {'+'.join(map(str, hops))}, joint top-1650 ({args.iterations} iterations, not learned)",
+            joint_code([Filterbank(h) for h in hops], args.iterations),
+            on_train=False,
+        )
     out = args.out or Path(f"experiments/results/learned_gain{'_runs' if args.select == 'runs' else ''}.md")
     command = " ".join(["python experiments/learned_gain.py", *sys.argv[1:]])
-    lines = [f"`{command}`, {machine('cpu')}, {(time.perf_counter() - started) / 60:.0f} min", "",
-             "| code (3300 numbers per 3 s) | train SNR dB | val SNR dB | test SNR dB |", "|---|---|---|---|", *rows]
+    lines = [
+        f"`{command}`, {machine('cpu')}, {(time.perf_counter() - started) / 60:.0f} min",
+        "",
+        "| code (3300 numbers per 3 s) | train SNR dB | val SNR dB | test SNR dB |",
+        "|---|---|---|---|",
+        *rows,
+    ]
     publish(lines, out)
 
 
 def rotate(songs, bank: Filterbank, steps: int, row, log) -> None:
     train = torch.cat([segments(s, step=SEGMENT // 3) for s in songs["train"]])  # 1 s apart
     rotation = fit_rotation(train, bank, steps, log)
-    row(f"learned orthogonal transform after the MDCT ({steps} Procrustes steps)",
-        lambda x: bank.synthesise(torch.einsum("kj,bjt->bkt", rotation,
-                                               keep_top([torch.einsum("kj,bkt->bjt", rotation, bank.analyse(x))])[0])))
+    row(
+        f"learned orthogonal transform after the MDCT ({steps} Procrustes steps)",
+        lambda x: bank.synthesise(
+            torch.einsum("kj,bjt->bkt", rotation, keep_top([torch.einsum("kj,bkt->bjt", rotation, bank.analyse(x))])[0])
+        ),
+    )
 
 
 if __name__ == "__main__":

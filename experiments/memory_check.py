@@ -19,11 +19,19 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, RandomSampler
 
-from aerecon.utils.config import compose_train
 from aerecon.plan import GIB, plan_memory
+from aerecon.utils.config import compose_train
 
-DEFAULT = ["demo:fc", "demo:conv", "thesis_fc_8gb:fc", "thesis_conv_8gb:conv", "thesis_fc:fc", "thesis_conv:conv",
-           "resconv_stft:resconv", "best:sparseconv"]
+DEFAULT = [
+    "demo:fc",
+    "demo:conv",
+    "thesis_fc_8gb:fc",
+    "thesis_conv_8gb:conv",
+    "thesis_fc:fc",
+    "thesis_conv:conv",
+    "resconv_stft:resconv",
+    "best:sparseconv",
+]
 
 
 def measure(cfg, steps: int) -> tuple[float, str]:
@@ -39,10 +47,18 @@ def measure(cfg, steps: int) -> tuple[float, str]:
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    trainer = L.Trainer(accelerator="gpu", devices=1, precision=cfg.trainer.precision, max_steps=steps,
-                        accumulate_grad_batches=accumulate, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0)
+    trainer = L.Trainer(
+        accelerator="gpu",
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_steps=steps,
+        accumulate_grad_batches=accumulate,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     try:
         trainer.fit(model, datamodule=Waves())
         status = "ok"
@@ -66,16 +82,21 @@ def main() -> None:
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gb * GIB / total))
     print(f"{torch.cuda.get_device_name(0)}, capped at {args.cap_gb:g} GiB, {args.steps} steps per job\n")
-    print("| experiment | precision | optimizer | planned GiB (allocated) | measured max_memory_allocated GiB | "
-          "plan / measured | status |")
+    print(
+        "| experiment | precision | optimizer | planned GiB (allocated) | measured max_memory_allocated GiB | "
+        "plan / measured | status |"
+    )
     print("|---|---|---|---|---|---|---|")
     for item in args.experiments:
         experiment, _, model = item.partition(":")
         cfg = compose_train([f"experiment={experiment}", f"model={model or 'fc'}", "budget_gb=null"])
         planned = plan_memory(cfg).allocated / GIB
         measured, status = measure(cfg, args.steps)
-        print(f"| {experiment} ({model}) | {cfg.trainer.precision} | {cfg.optimizer._target_.split('.')[-1]} | "
-              f"{planned:.2f} | {measured:.2f} | {planned / measured:.3f} | {status} |", flush=True)
+        print(
+            f"| {experiment} ({model}) | {cfg.trainer.precision} | {cfg.optimizer._target_.split('.')[-1]} | "
+            f"{planned:.2f} | {measured:.2f} | {planned / measured:.3f} | {status} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

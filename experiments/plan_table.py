@@ -11,12 +11,18 @@ import argparse
 
 from hydra.utils import instantiate
 
-from aerecon.utils.config import compose_train
 from aerecon.plan import GIB, OPTIONS, _with, plan_memory
 from aerecon.report import markdown_table
+from aerecon.utils.config import compose_train
 
-EXPERIMENTS = [("demo", "fc"), ("demo", "conv"), ("thesis_fc", "fc"), ("thesis_conv", "conv"),
-               ("thesis_fc_8gb", "fc"), ("thesis_conv_8gb", "conv")]
+EXPERIMENTS = [
+    ("demo", "fc"),
+    ("demo", "conv"),
+    ("thesis_fc", "fc"),
+    ("thesis_conv", "conv"),
+    ("thesis_fc_8gb", "fc"),
+    ("thesis_conv_8gb", "conv"),
+]
 
 
 def main() -> None:

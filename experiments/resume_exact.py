@@ -6,9 +6,9 @@ Debian's nexuiz-music (bench_common.py extracts it) is prepared once with aereco
 defaults; then `experiment=best data=stream seed=3` trains `--epochs` epochs straight, and again
 stopped at the end of its first epoch and resumed from that `last.ckpt` (an epoch boundary).
 The same is done with `data=folder` and two loader workers (its default), stopped by SIGINT in
-the middle of the second epoch (`experiment=demo`'s model on the same songs, 40 batches an epoch). Every command is run as a user
-would run it. Prints each run's val/loss and epoch training loss per epoch and whether they are
-equal to the last bit.
+the middle of the second epoch (`experiment=demo`'s model on the same songs, 40 batches an
+epoch). Every command is run as a user would run it. Prints each run's val/loss and epoch
+training loss per epoch and whether they are equal to the last bit.
 """
 
 import argparse
@@ -18,9 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from bench_common import real_music
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 TRAIN = [sys.executable, "-m", "aerecon.train"]
 TESTS = Path(__file__).resolve().parents[1] / "tests"
@@ -57,25 +56,53 @@ def main() -> None:
     out, music = args.out, real_music(Path("data/nexuiz"))
     prepared = out / "prepared"
     if not (prepared / "aerecon.json").is_file():
-        subprocess.run([sys.executable, "-m", "aerecon.prepare", f"data.root={music}", f"output={prepared}"], check=True)
-    stream = ["experiment=best", "data=stream", f"data.root={prepared}", "seed=3", "trainer.enable_progress_bar=false",
-              f"paths.root_dir={out}", "test=false"]
+        subprocess.run(
+            [sys.executable, "-m", "aerecon.prepare", f"data.root={music}", f"output={prepared}"], check=True
+        )
+    stream = [
+        "experiment=best",
+        "data=stream",
+        f"data.root={prepared}",
+        "seed=3",
+        "trainer.enable_progress_bar=false",
+        f"paths.root_dir={out}",
+        "test=false",
+    ]
     train(*stream, f"trainer.max_epochs={args.epochs}", f"hydra.run.dir={out}/stream_straight")
     train(*stream, "trainer.max_epochs=1", f"hydra.run.dir={out}/stream_resumed")
     train(*stream, f"trainer.max_epochs={args.epochs}", f"ckpt_path={out}/stream_resumed/checkpoints/last.ckpt")
-    ok = compare("data=stream, experiment=best, resumed at an epoch boundary", out / "stream_straight",
-                 out / "stream_resumed")
+    ok = compare(
+        "data=stream, experiment=best, resumed at an epoch boundary", out / "stream_straight", out / "stream_resumed"
+    )
 
-    folder = ["experiment=demo", "data=folder", f"data.root={music}", "data.num_workers=2", "data.segment_seconds=0.5",
-              "seed=3", f"paths.root_dir={out}", "test=false", "trainer.enable_progress_bar=false",
-              "callbacks.reconstruction_preview=null", f"trainer.max_epochs={args.epochs}",
-              "+trainer.limit_train_batches=40"]
+    folder = [
+        "experiment=demo",
+        "data=folder",
+        f"data.root={music}",
+        "data.num_workers=2",
+        "data.segment_seconds=0.5",
+        "seed=3",
+        f"paths.root_dir={out}",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+        "callbacks.reconstruction_preview=null",
+        f"trainer.max_epochs={args.epochs}",
+        "+trainer.limit_train_batches=40",
+    ]
     train(*folder, f"hydra.run.dir={out}/folder_straight")
     # Ctrl+C at the 11th batch of the second epoch, sent by the run to itself (tests/faults.py)
-    train(*folder, f"hydra.run.dir={out}/folder_resumed", "+callbacks.fault._target_=faults.SignalAt",
-          "+callbacks.fault.epoch=1", "+callbacks.fault.batch=10", "+callbacks.fault.name=SIGINT")
+    train(
+        *folder,
+        f"hydra.run.dir={out}/folder_resumed",
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=1",
+        "+callbacks.fault.batch=10",
+        "+callbacks.fault.name=SIGINT",
+    )
     train(*folder, f"ckpt_path={out}/folder_resumed/checkpoints/last.ckpt")
-    ok &= compare("data=folder with 2 loader workers, SIGINT mid-epoch", out / "folder_straight", out / "folder_resumed")
+    ok &= compare(
+        "data=folder with 2 loader workers, SIGINT mid-epoch", out / "folder_straight", out / "folder_resumed"
+    )
     sys.exit(0 if ok else 1)
 
 

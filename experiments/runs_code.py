@@ -53,20 +53,30 @@ def main() -> None:
     codes = {
         "top-k, 1650 coefficients and their positions": SparseConvAutoencoder(SEGMENT, 3300, 245),
         "runs of frames, one descriptor per run": runs,
-        f"top-k at the runs code's bits: {equal_bits // 2} coefficients and their positions":
-            SparseConvAutoencoder(SEGMENT, equal_bits, 245),
+        f"top-k at the runs code's bits: {equal_bits // 2} coefficients and their positions": SparseConvAutoencoder(
+            SEGMENT, equal_bits, 245
+        ),
     }
     batch = segments(songs["val"][0])[:8]
     rows = []
     for name, net in codes.items():
         snr = [mean_snr(songs[split], net) for split in ("val", "test")]
-        rows.append(f"| {name} | {net.select.numbers} | {net.code_bits():,} | {snr[0]:.2f} | {snr[1]:.2f} | "
-                    f"{encode_ms(net, batch):.1f} |")
+        rows.append(
+            f"| {name} | {net.select.numbers} | {net.code_bits():,} | {snr[0]:.2f} | {snr[1]:.2f} | "
+            f"{encode_ms(net, batch):.1f} |"
+        )
         print(rows[-1], flush=True)
-    publish([f"`python experiments/runs_code.py`, {machine('cpu')}, {time.perf_counter() - started:.0f} s", "",
-             "| MDCT hop 245, untrained | numbers per 3 s | bits per 3 s (at most) | val SNR dB | test SNR dB "
-             "| ms to encode 8 segments |",
-             "|---|---|---|---|---|---|", *rows], args.out)
+    publish(
+        [
+            f"`python experiments/runs_code.py`, {machine('cpu')}, {time.perf_counter() - started:.0f} s",
+            "",
+            "| MDCT hop 245, untrained | numbers per 3 s | bits per 3 s (at most) | val SNR dB | test SNR dB "
+            "| ms to encode 8 segments |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

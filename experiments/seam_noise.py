@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from aerecon.training.checkpoint import load_model
+from aerecon.audio.stitch import Stitcher
 from aerecon.evaluate import select_songs
 from aerecon.models.metrics import SeamExcess
-from aerecon.audio.stitch import Stitcher
+from aerecon.training.checkpoint import load_model
 
 
 def main() -> None:
@@ -38,8 +38,10 @@ def main() -> None:
         return float(seam.compute())
 
     moved = [excess(shift) for shift in np.linspace(37, stitcher.hop - 37, args.shifts).astype(int)]
-    print(f"{config['model_name']}: {len(songs)} {args.split} songs, seam_excess_db at the seams {excess(0):.2f} dB; "
-          f"at {len(moved)} moved positions {min(moved):.2f} to {max(moved):.2f} dB (std {np.std(moved):.2f})")
+    print(
+        f"{config['model_name']}: {len(songs)} {args.split} songs, seam_excess_db at the seams {excess(0):.2f} dB; "
+        f"at {len(moved)} moved positions {min(moved):.2f} to {max(moved):.2f} dB (std {np.std(moved):.2f})"
+    )
 
 
 if __name__ == "__main__":

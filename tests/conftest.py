@@ -56,12 +56,16 @@ def cfg(make_cfg) -> DictConfig:
     return make_cfg()
 
 
-def run_cli(*args: str, cwd: Path, shared: dict[str, Path] | None = None,
-            app: str = "aerecon.train") -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, shared: dict[str, Path] | None = None, app: str = "aerecon.train"
+) -> subprocess.CompletedProcess:
     """`python -m aerecon.train` (or another app) in a subprocess, as a user would run it."""
     paths = [f"paths.{k}={v}" for k, v in (shared or {}).items()]
     return subprocess.run(
         [sys.executable, "-m", app, *args, *paths],
-        cwd=cwd, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "HYDRA_FULL_ERROR": "1"},
     )

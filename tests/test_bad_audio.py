@@ -13,10 +13,10 @@ import pytest
 import soundfile as sf
 
 import aerecon.audio.io
-from aerecon.data import AudioDataModule
 from aerecon.audio.io import load_audio, scan
-from aerecon.utils.errors import AudioError, DataError
+from aerecon.data import AudioDataModule
 from aerecon.train import train
+from aerecon.utils.errors import AudioError, DataError
 
 RATE = 1000  # the corpus is decoded at 1 kHz into 0.5 s segments
 
@@ -52,10 +52,16 @@ def build_corpus(root: Path) -> dict[str, str]:
     add("notes.wav", "cannot decode", lambda p: p.write_text("These are my notes, not audio.\n" * 20))
     add("header_only.wav", "contains no samples", lambda p: sf.write(p, np.zeros((0, 1)), 8000))
     add("short.wav", "short", lambda p: sf.write(p, tone(0.2, 8000), 8000))
-    add("nan.wav", "NaN or Inf", lambda p: sf.write(p, np.where(tone(1.0, 8000) > 0.3, np.nan, tone(1.0, 8000)),
-                                                     8000, subtype="FLOAT"))
-    add("inf.wav", "NaN or Inf", lambda p: sf.write(p, np.where(tone(1.0, 8000) > 0.3, np.inf, 0.1), 8000,
-                                                     subtype="FLOAT"))
+    add(
+        "nan.wav",
+        "NaN or Inf",
+        lambda p: sf.write(p, np.where(tone(1.0, 8000) > 0.3, np.nan, tone(1.0, 8000)), 8000, subtype="FLOAT"),
+    )
+    add(
+        "inf.wav",
+        "NaN or Inf",
+        lambda p: sf.write(p, np.where(tone(1.0, 8000) > 0.3, np.inf, 0.1), 8000, subtype="FLOAT"),
+    )
     add("silence.wav", "silent", lambda p: sf.write(p, np.zeros((8000, 1)), 8000))
     add("one_sample.wav", "short", lambda p: sf.write(p, np.full((1, 1), 0.5), 8000))
     add("eight_channels.wav", "used", lambda p: sf.write(p, tone(2.0, 8000, 8), 8000))
@@ -63,8 +69,7 @@ def build_corpus(root: Path) -> dict[str, str]:
     add("pcm24.wav", "used", lambda p: sf.write(p, tone(2.0, 8000), 8000, subtype="PCM_24"))
     add("rate8k.flac", "used", lambda p: sf.write(p, tone(2.0, 8000), 8000))
     add("rate192k.wav", "used", lambda p: sf.write(p, tone(2.0, 192000, 2), 192000))
-    add("locked.wav", "cannot read \\(Permission denied\\)", lambda p: (sf.write(p, tone(2.0, 8000), 8000),
-                                                                        p.chmod(0)))
+    add("locked.wav", "cannot read \\(Permission denied\\)", lambda p: (sf.write(p, tone(2.0, 8000), 8000), p.chmod(0)))
     add("dangling.wav", "broken symbolic link to .*gone.wav", lambda p: p.symlink_to(root / "gone.wav"))
     return expected
 
@@ -95,9 +100,16 @@ def test_every_bad_file_is_used_or_skipped_with_its_reason(corpus, tmp_path, cap
     root, expected = corpus
     caplog.set_level(logging.INFO)
     report = tmp_path / "report.tsv"
-    dm = AudioDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), sample_rate=RATE, segment_seconds=0.5,
-                         batch_size=4, split="folders", report=str(report),
-                         decode_workers=1)  # in this process, where the permission fault is simulated
+    dm = AudioDataModule(
+        root=str(root),
+        cache_dir=str(tmp_path / "cache"),
+        sample_rate=RATE,
+        segment_seconds=0.5,
+        batch_size=4,
+        split="folders",
+        report=str(report),
+        decode_workers=1,
+    )  # in this process, where the permission fault is simulated
     dm.prepare_data()
     dm.setup("fit")
     rows = read_report(report)
@@ -136,9 +148,19 @@ def test_a_folder_of_only_bad_files_names_the_folder_and_the_report(tmp_path):
 
 def test_the_bad_corpus_trains_an_epoch_with_finite_metrics(corpus, make_cfg):
     root, _ = corpus
-    cfg = make_cfg("data=folder", f"data.root={root}", "data.split=folders", f"data.sample_rate={RATE}",
-                   "data.num_workers=0", "~data.num_songs", "~data.song_seconds", "~data.render_rate",
-                   "trainer.max_epochs=1", "model=fc", "data.decode_workers=1")
+    cfg = make_cfg(
+        "data=folder",
+        f"data.root={root}",
+        "data.split=folders",
+        f"data.sample_rate={RATE}",
+        "data.num_workers=0",
+        "~data.num_songs",
+        "~data.song_seconds",
+        "~data.render_rate",
+        "trainer.max_epochs=1",
+        "model=fc",
+        "data.decode_workers=1",
+    )
     results = train(cfg)
     assert all(math.isfinite(v) for v in results["best"].values()), results["best"]
     assert all(math.isfinite(v) for v in results["test"].values()), results["test"]
@@ -152,7 +174,9 @@ def test_a_header_claiming_an_absurd_rate_channels_or_length_is_refused_before_d
     data = bytearray(path.read_bytes())
     data[24:28] = (2**31 - 1).to_bytes(4, "little")  # the fmt chunk's sample rate
     path.write_bytes(bytes(data))
-    with pytest.raises(AudioError, match=r"hostile.wav: its header claims 2147483647 Hz \(readable: 100 to 768000 Hz\)"):
+    with pytest.raises(
+        AudioError, match=r"hostile.wav: its header claims 2147483647 Hz \(readable: 100 to 768000 Hz\)"
+    ):
         load_audio(path, 4410)
     data[24:28] = (8000).to_bytes(4, "little")
     data[22:24] = (1000).to_bytes(2, "little")  # channels

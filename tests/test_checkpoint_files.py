@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, run_cli
 from hydra.utils import get_class
 from omegaconf import OmegaConf
+from test_inference import FIXTURES
 
 import aerecon
 from aerecon.training.checkpoint import BUILT, COMPONENTS, PLACES, load_checkpoint_config, place_of
 from aerecon.utils.config import compose_train
 from aerecon.utils.errors import ConfigError
-from conftest import REPO, run_cli
-from test_inference import FIXTURES
 
 TORCH_WORDS = ("_use_new_zipfile_serialization", "mmap", "weights_only", "Unsupported global", "PytorchStreamReader")
 
@@ -40,10 +40,19 @@ def opener(marker: Path) -> dict:
     return {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
 
 
-CHOICES = [[f"model={p.stem}"] for p in sorted((REPO / "conf/model").glob("*.yaml"))] + [
-    [f"experiment={p.stem}"] for p in sorted((REPO / "conf/experiment").glob("*.yaml"))] + [
-    ["model=resconv", "bottleneck=vq"], ["model=resconv", "bottleneck=vae"], ["data=stream"], ["data=folder"],
-    ["representation=mulaw"], ["loss=mse_stft"], ["optimizer=adafactor"]]
+CHOICES = (
+    [[f"model={p.stem}"] for p in sorted((REPO / "conf/model").glob("*.yaml"))]
+    + [[f"experiment={p.stem}"] for p in sorted((REPO / "conf/experiment").glob("*.yaml"))]
+    + [
+        ["model=resconv", "bottleneck=vq"],
+        ["model=resconv", "bottleneck=vae"],
+        ["data=stream"],
+        ["data=folder"],
+        ["representation=mulaw"],
+        ["loss=mse_stft"],
+        ["optimizer=adafactor"],
+    ]
+)
 
 
 def test_every_component_the_configs_build_is_registered_in_its_place_and_real():
@@ -75,6 +84,7 @@ def _everywhere(marker: Path):
     def change(config):
         config["model"]["extra"] = opener(marker)
         config["data"]["extra"] = opener(marker)
+
     return change
 
 
@@ -87,12 +97,16 @@ def test_a_config_naming_any_callable_is_refused_by_every_command_and_nothing_is
     import soundfile as sf
 
     sf.write(song, (0.1 * torch.randn(4000)).numpy(), 2000)
-    args = {"aerecon.reconstruct": [f"input={song}", f"output={tmp_path / 'out.wav'}"],
-            "aerecon.export": ["format=torchscript", f"output={tmp_path / 'exported'}"],
-            "aerecon.evaluate": [f"paths.root_dir={tmp_path}", f"data=folder", f"data.root={tmp_path}"]}[app]
+    args = {
+        "aerecon.reconstruct": [f"input={song}", f"output={tmp_path / 'out.wav'}"],
+        "aerecon.export": ["format=torchscript", f"output={tmp_path / 'exported'}"],
+        "aerecon.evaluate": [f"paths.root_dir={tmp_path}", "data=folder", f"data.root={tmp_path}"],
+    }[app]
     proc = run_cli(f"ckpt_path={ckpt}", *args, cwd=tmp_path, app=app)
     assert proc.returncode == 2, proc.stderr
-    assert "aerecon: error:" in proc.stderr and "'builtins.open', which is not one of aerecon's components" in proc.stderr
+    assert (
+        "aerecon: error:" in proc.stderr and "'builtins.open', which is not one of aerecon's components" in proc.stderr
+    )
     assert "model.extra._target_" in proc.stderr or "data.extra._target_" in proc.stderr
     assert not marker.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.ckpt", "song.wav"]  # nothing written
@@ -104,18 +118,29 @@ def test_aerecon_load_builds_only_registered_components(tmp_path):
         "model.extra._target_='builtins.open'": lambda c: c["model"].update(extra=opener(marker)),
         # an aerecon function that writes files is not a component: the list is exact, not a prefix
         "model._target_='aerecon.utils.files.atomic_write'": lambda c: c["model"].update(
-            _target_="aerecon.utils.files.atomic_write", target=str(marker), write=None),
+            _target_="aerecon.utils.files.atomic_write", target=str(marker), write=None
+        ),
         r"model.loss.terms\[1\]._target_='os.remove'": lambda c: c["model"]["loss"].update(
-            terms=[{}, {"_target_": "os.remove", "_args_": [str(marker)]}]),
+            terms=[{}, {"_target_": "os.remove", "_args_": [str(marker)]}]
+        ),
         "model._target_=5": lambda c: c["model"].update(_target_=5),
         r"its config cannot build a model \(.*\); it was edited": lambda c: c["model"].update(_args_=[1, 2, 3]),
-        r"model._target_=\['x'\], which is not one of aerecon's components": lambda c: c["model"].update(_target_=["x"]),
+        r"model._target_=\['x'\], which is not one of aerecon's components": lambda c: c["model"].update(
+            _target_=["x"]
+        ),
         # a whole network (a 40000 x 40000 layer) where the optimizer's settings are: never built
         "model.optimizer.weight_decay._target_='aerecon.models.FCAutoencoder', which is one of aerecon's components, "
-        "but not one that belongs there": lambda c: c["model"]["optimizer"].update(weight_decay={
-            "_target_": "aerecon.models.FCAutoencoder", "input_length": 40000, "hidden": [], "latent": 40000}),
+        "but not one that belongs there": lambda c: c["model"]["optimizer"].update(
+            weight_decay={
+                "_target_": "aerecon.models.FCAutoencoder",
+                "input_length": 40000,
+                "hidden": [],
+                "latent": 40000,
+            }
+        ),
         r"an interpolation at model.latent \('\$\{oc.env:HOME\}'\)": lambda c: c["model"].update(
-            latent="${oc.env:HOME}"),
+            latent="${oc.env:HOME}"
+        ),
     }
     for i, (message, change) in enumerate(cases.items()):
         ckpt = with_config(tmp_path, f"{i}.ckpt", change)
@@ -137,12 +162,20 @@ def test_settings_that_must_agree_are_checked_when_a_checkpoint_is_read(tmp_path
     def text(c):
         c["data"]["sample_rate"] = "2000"
 
-    for change, message in ((rate, "data.sample_rate=4000 and data.segment_seconds=0.1 make segments of 400 samples, "
-                                   "but model.net.input_length=200"),
-                            (not_a_number, "its data.segment_seconds=nan is not a positive number"),
-                            (text, "its data.sample_rate='2000' is not a positive number"),
-                            (seconds, "data.sample_rate=2000 and data.segment_seconds=0.2 make segments of 400 "
-                                      "samples, but model.net.input_length=200")):
+    for change, message in (
+        (
+            rate,
+            "data.sample_rate=4000 and data.segment_seconds=0.1 make segments of 400 samples, "
+            "but model.net.input_length=200",
+        ),
+        (not_a_number, "its data.segment_seconds=nan is not a positive number"),
+        (text, "its data.sample_rate='2000' is not a positive number"),
+        (
+            seconds,
+            "data.sample_rate=2000 and data.segment_seconds=0.2 make segments of 400 "
+            "samples, but model.net.input_length=200",
+        ),
+    ):
         ckpt = with_config(tmp_path, f"{change.__name__}.ckpt", change)
         with pytest.raises(ConfigError, match=message):
             aerecon.load(ckpt, "cpu")
@@ -157,9 +190,12 @@ class _Trap:
 
 def _not_checkpoints(tmp_path: Path) -> dict[str, Path]:
     whole = (FIXTURES / "fc.ckpt").read_bytes()
-    files = {"is empty \\(0 bytes\\)": b"", "is a truncated or damaged checkpoint": whole[: len(whole) // 2],
-             "is not a PyTorch checkpoint": bytes(range(256)) * 8,
-             "is a gzip-compressed file": gzip.compress(whole)}
+    files = {
+        "is empty \\(0 bytes\\)": b"",
+        "is a truncated or damaged checkpoint": whole[: len(whole) // 2],
+        "is not a PyTorch checkpoint": bytes(range(256)) * 8,
+        "is a gzip-compressed file": gzip.compress(whole),
+    }
     out = {}
     for i, (message, data) in enumerate(files.items()):
         out[message] = tmp_path / f"{i}.ckpt"
@@ -173,8 +209,10 @@ def _not_checkpoints(tmp_path: Path) -> dict[str, Path]:
         info.size = 4
         archive.addfile(info, io.BytesIO(b"abcd"))
     out["a Lightning checkpoint of another project"] = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {"w": torch.ones(2)}, "pytorch-lightning_version": "2.6.0"},
-               out["a Lightning checkpoint of another project"])
+    torch.save(
+        {"state_dict": {"w": torch.ones(2)}, "pytorch-lightning_version": "2.6.0"},
+        out["a Lightning checkpoint of another project"],
+    )
     trap = out[r"holds pickled Python objects \(print\) that would run code"] = tmp_path / "trap.ckpt"
     torch.save({"aerecon": {"config": {}}, "payload": _Trap()}, trap)
     out["is a pickle in PyTorch's legacy format"] = tmp_path / "legacy.ckpt"
@@ -214,8 +252,11 @@ def test_a_config_that_describes_a_huge_model_allocates_nothing(tmp_path):
         config["model"]["hidden"] = [1_000_000_000]
 
     ckpt = with_config(tmp_path, "huge.ckpt", huge)
-    with pytest.raises(ConfigError, match=r"its weights do not fit the model its config describes .*"
-                                          r"but the model has \[1000000000\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"its weights do not fit the model its config describes .*"
+        r"but the model has \[1000000000\]",
+    ):
         aerecon.load(ckpt, "cpu")
 
 
@@ -223,7 +264,9 @@ def test_evaluating_a_demo_checkpoint_renders_the_demo_here_not_where_the_file_s
     victim = tmp_path / "someone" / "else"
     victim.mkdir(parents=True)
     ckpt = with_config(tmp_path, "demo.ckpt", lambda c: c["data"].update(root=str(victim)))
-    result = run_cli(f"ckpt_path={ckpt}", "max_media_songs=0", "butt_joined=false", cwd=tmp_path, app="aerecon.evaluate")
+    result = run_cli(
+        f"ckpt_path={ckpt}", "max_media_songs=0", "butt_joined=false", cwd=tmp_path, app="aerecon.evaluate"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(victim.iterdir()) == []
     assert any((tmp_path / "data" / "demo").glob("*.flac"))  # this machine's data folder (paths.data_dir)

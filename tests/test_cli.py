@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, run_cli
 from test_train import scalars
 
@@ -21,7 +20,7 @@ def test_model_sweep_gives_one_run_and_tensorboard_run_per_model(tmp_path, share
     for run in runs:
         assert (sweep / run / "checkpoints/last.ckpt").is_file()
         assert len(scalars(sweep / run / "tensorboard", "val/snr_db")) == 2
-    summary = result.stdout[result.stdout.index("Sweep summary"):]
+    summary = result.stdout[result.stdout.index("Sweep summary") :]
     lines = [line.split() for line in summary.splitlines() if "best val/loss" in line]
     assert [line[0] for line in lines] == ["fc", "fc", "conv", "conv"]
     assert f"tensorboard --logdir {sweep}" in summary
@@ -44,7 +43,9 @@ def test_model_sweep_gives_one_run_and_tensorboard_run_per_model(tmp_path, share
 def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path, shared_dirs):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("data=folder", f"data.root={empty}", "model.net.hidden=[64]", cwd=tmp_path)  # a model that fits 8 GB
+    result = run_cli(
+        "data=folder", f"data.root={empty}", "model.net.hidden=[64]", cwd=tmp_path
+    )  # a model that fits 8 GB
     assert result.returncode == 2
     assert "aerecon: error: No audio files" in result.stderr and str(empty) in result.stderr
     assert "Traceback" not in result.stderr
@@ -56,16 +57,26 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path, shared_dirs):
 
 def test_console_script_composes_the_same_config(tmp_path):
     script = Path(sys.executable).parent / "aerecon-train"
-    result = subprocess.run([str(script), "--cfg", "job", "experiment=thesis_conv"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(script), "--cfg", "job", "experiment=thesis_conv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "_target_: aerecon.models.ConvAutoencoder" in result.stdout and "patience: 50" in result.stdout
 
 
 def test_eval_and_report_console_scripts(tmp_path):
     bin_dir = Path(sys.executable).parent
-    result = subprocess.run([str(bin_dir / "aerecon-eval"), "--cfg", "job", "ckpt_path=some.ckpt"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(bin_dir / "aerecon-eval"), "--cfg", "job", "ckpt_path=some.ckpt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "split: test" in result.stdout and "overlap: 0.5" in result.stdout
     result = subprocess.run([str(bin_dir / "aerecon-report"), "--help"], capture_output=True, text=True, timeout=120)
@@ -82,16 +93,40 @@ def test_concurrent_runs_build_the_cache_once_and_never_share_a_folder(tmp_path)
         (root / split).mkdir(parents=True)
         for i in range(count):
             sf.write(root / split / f"{split}{i}.wav", rng.uniform(-0.5, 0.5, 4 * 8000).astype("float32"), 8000)
-    args = ["data=folder", f"data.root={root}", "data.split=folders", f"paths.cache_dir={tmp_path / 'cache'}",
-            "data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
-            "trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
-            "callbacks.reconstruction_preview=null", "model=fc", "model.net.hidden=[16]", "model.net.latent=8", "test=false"]
-    jobs = [subprocess.Popen([sys.executable, "-m", "aerecon.train", *args], cwd=tmp_path, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    args = [
+        "data=folder",
+        f"data.root={root}",
+        "data.split=folders",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.sample_rate=2000",
+        "data.segment_seconds=0.5",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks.model_summary=null",
+        "callbacks.reconstruction_preview=null",
+        "model=fc",
+        "model.net.hidden=[16]",
+        "model.net.latent=8",
+        "test=false",
+    ]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aerecon.train", *args],
+            cwd=tmp_path,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     outputs = [job.communicate(timeout=600)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
-    decoded = sorted(int(line.split("Decoded ")[1].split()[0]) for out in outputs for line in out.splitlines()
-                     if "Decoded " in line)
+    decoded = sorted(
+        int(line.split("Decoded ")[1].split()[0]) for out in outputs for line in out.splitlines() if "Decoded " in line
+    )
     assert decoded in ([0, 5], [5])  # one process decoded all five; the other waited, then read them
     cache = list((tmp_path / "cache").rglob("*"))
     assert len([p for p in cache if p.suffix == ".npy"]) == 5 and not [p for p in cache if p.suffix == ".tmp"]
@@ -113,8 +148,9 @@ def test_a_run_is_quiet_and_resuming_it_stays_in_its_folder(tmp_path, shared_dir
     record = {name: (run / ".hydra" / name).read_bytes() for name in ("config.yaml", "overrides.yaml", "hydra.yaml")}
 
     # a resume refused for another config keeps the run's own record; its own goes beside it
-    refused = run_cli(*args, "model.net.latent=4", f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path,
-                      shared=shared_dirs)
+    refused = run_cli(
+        *args, "model.net.latent=4", f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path, shared=shared_dirs
+    )
     assert refused.returncode == 2 and "model.net.latent: 8 in the checkpoint, 4 now" in refused.stderr
     assert {name: (run / ".hydra" / name).read_bytes() for name in record} == record
     (beside,) = [p for p in (run / ".hydra").iterdir() if p.is_dir()]
@@ -124,13 +160,21 @@ def test_a_run_is_quiet_and_resuming_it_stays_in_its_folder(tmp_path, shared_dir
     again = run_cli(*args, f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path, shared=shared_dirs)
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout + again.stderr
-    assert "Nothing to resume" in out and "trainer.max_epochs=2" in out and f"ckpt_path={run}/checkpoints/last.ckpt" in out
+    assert (
+        "Nothing to resume" in out and "trainer.max_epochs=2" in out and f"ckpt_path={run}/checkpoints/last.ckpt" in out
+    )
     assert list((tmp_path / "logs/train/runs").iterdir()) == [run]
     assert len(scalars(run / "tensorboard", "test/snr_db")) == 1
 
     # extending it continues in the same folder, its log included
-    longer = run_cli(*TINY, "model=fc", "trainer.max_epochs=2", f"ckpt_path={run}/checkpoints/last.ckpt", cwd=tmp_path,
-                     shared=shared_dirs)
+    longer = run_cli(
+        *TINY,
+        "model=fc",
+        "trainer.max_epochs=2",
+        f"ckpt_path={run}/checkpoints/last.ckpt",
+        cwd=tmp_path,
+        shared=shared_dirs,
+    )
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert list((tmp_path / "logs/train/runs").iterdir()) == [run]
     assert "exists and is not empty" not in longer.stdout + longer.stderr  # the folder is meant to be full

@@ -13,8 +13,8 @@ import torch
 
 from aerecon.audio.io import find_audio, load_audio
 from aerecon.data import AudioDataModule, DemoDataModule, assign_split
-from aerecon.data.segments import assign_splits
 from aerecon.data.cache import WaveformCache
+from aerecon.data.segments import assign_splits
 from aerecon.data.synth import ensure_demo_dataset, render_track
 from aerecon.utils.errors import AudioError, ConfigError, DataError
 
@@ -32,16 +32,29 @@ def write_songs(folder: Path, names, seconds=2.0, rate=8000):
 
 
 def datamodule(root, cache, **kwargs):
-    kwargs = {"sample_rate": 1000, "segment_seconds": 0.5, "batch_size": 4,
-              "split": {"train": 2, "val": 1, "test": 1}, **kwargs}
+    kwargs = {
+        "sample_rate": 1000,
+        "segment_seconds": 0.5,
+        "batch_size": 4,
+        "split": {"train": 2, "val": 1, "test": 1},
+        **kwargs,
+    }
     return AudioDataModule(root=None if root is None else str(root), cache_dir=str(cache), **kwargs)
 
 
-@pytest.mark.parametrize("fmt, subtype, rate, channels", [
-    ("wav", "PCM_16", 44100, 2), ("wav", "PCM_24", 48000, 1), ("wav", "FLOAT", 22050, 6),
-    ("wav", "PCM_U8", 8000, 1), ("flac", "PCM_16", 96000, 2), ("ogg", "VORBIS", 44100, 2),
-    ("mp3", "MPEG_LAYER_III", 44100, 2), ("opus", "OPUS", 48000, 2),
-])
+@pytest.mark.parametrize(
+    "fmt, subtype, rate, channels",
+    [
+        ("wav", "PCM_16", 44100, 2),
+        ("wav", "PCM_24", 48000, 1),
+        ("wav", "FLOAT", 22050, 6),
+        ("wav", "PCM_U8", 8000, 1),
+        ("flac", "PCM_16", 96000, 2),
+        ("ogg", "VORBIS", 44100, 2),
+        ("mp3", "MPEG_LAYER_III", 44100, 2),
+        ("opus", "OPUS", 48000, 2),
+    ],
+)
 def test_any_format_rate_and_channels_decode_to_mono_at_target_rate(tmp_path, fmt, subtype, rate, channels):
     path = tmp_path / f"tone.{fmt}"
     sf.write(path, sine(441, 1.0, rate, channels), rate, subtype=subtype, format="OGG" if fmt == "opus" else None)
@@ -62,8 +75,11 @@ def test_split_by_song_has_no_leakage_and_covers_every_song(tmp_path):
     dm.setup("fit")
     per_split = {s: {song.name for song in dm.songs[s]} for s in ("train", "val", "test")}
     assert set().union(*per_split.values()) == set(names)
-    assert not (per_split["train"] & per_split["val"] or per_split["train"] & per_split["test"]
-                or per_split["val"] & per_split["test"])
+    assert not (
+        per_split["train"] & per_split["val"]
+        or per_split["train"] & per_split["test"]
+        or per_split["val"] & per_split["test"]
+    )
     for split, dataset in dm.datasets.items():  # every segment of a split comes from that split's songs
         assert {dataset.songs[s].name for s, _ in dataset.index} <= per_split[split]
         assert len(dataset) == 3 * len(per_split[split])  # 1.6 s -> three whole 0.5 s segments
@@ -136,8 +152,11 @@ def test_a_folder_of_three_songs_or_more_splits_with_the_default_weights(tmp_pat
 def test_a_single_song_says_how_many_are_needed(tmp_path):
     write_songs(tmp_path / "music", ["a.wav"], seconds=1.0, rate=1000)
     dm = datamodule(tmp_path / "music", tmp_path / "cache", split={"train": 1300, "val": 130, "test": 20})
-    with pytest.raises(DataError, match="has no 0.5 s segments .* It takes 3 songs of at least 0.5 s "
-                                        r"\(one each for train, val and test\): add songs"):
+    with pytest.raises(
+        DataError,
+        match="has no 0.5 s segments .* It takes 3 songs of at least 0.5 s "
+        r"\(one each for train, val and test\): add songs",
+    ):
         dm.setup("fit")
 
 
@@ -146,6 +165,7 @@ def test_cache_decodes_each_file_once_and_rebuilds_when_it_changes(tmp_path, mon
     write_songs(music, ["x.wav", "y.wav"])
     calls = []
     import aerecon.data.cache as cache_module
+
     real = cache_module.load_audio
     monkeypatch.setattr(cache_module, "load_audio", lambda p, sr: calls.append(p) or real(p, sr))
     cache = WaveformCache(tmp_path / "cache", 1000)
@@ -214,8 +234,11 @@ def test_a_decoder_failure_skips_one_file_and_absurd_samples_are_named(tmp_path,
     write_songs(music, ["a.wav", "b.wav", "c.wav"])
     sf.write(music / "loud.wav", np.full(2000, 1e30, dtype=np.float32), 8000, subtype="FLOAT")
     real = cache_module.load_audio
-    monkeypatch.setattr(cache_module, "load_audio",
-                        lambda p, sr: (_ for _ in ()).throw(ValueError("odd frame")) if p.name == "b.wav" else real(p, sr))
+    monkeypatch.setattr(
+        cache_module,
+        "load_audio",
+        lambda p, sr: (_ for _ in ()).throw(ValueError("odd frame")) if p.name == "b.wav" else real(p, sr),
+    )
     songs, skipped = WaveformCache(tmp_path / "cache", 1000).build(music, sorted(music.iterdir()))
     assert [s.name for s in songs] == ["a.wav", "c.wav"]
     assert skipped[music / "b.wav"] == "the decoder failed (ValueError: odd frame)"
@@ -231,8 +254,11 @@ def test_a_cache_that_cannot_be_written_is_one_message_with_the_space_needed(tmp
     write_songs(music, ["a.wav", "b.wav"], seconds=60.0)
     blocked = tmp_path / "a_file"
     blocked.write_text("")
-    with pytest.raises(DataError, match=f"cannot write the audio cache in {blocked}/cache/sr1000 .*: decoding these 2 "
-                                        r"files needs about 0.5 MB there \([\d,]+ MB free\)\. Point paths.cache_dir"):
+    with pytest.raises(
+        DataError,
+        match=f"cannot write the audio cache in {blocked}/cache/sr1000 .*: decoding these 2 "
+        r"files needs about 0.5 MB there \([\d,]+ MB free\)\. Point paths.cache_dir",
+    ):
         WaveformCache(blocked / "cache", 1000).build(music, sorted(music.iterdir()))
 
     def full(target, write):
@@ -325,10 +351,18 @@ def test_demo_dataset_is_rendered_once_as_real_files(tmp_path):
     stamp = files[0].stat().st_mtime_ns
     ensure_demo_dataset(tmp_path / "demo", num_songs=3, seconds=1.0, sample_rate=8000, seed=0)
     assert files[0].stat().st_mtime_ns == stamp
+
     def demo():
-        return DemoDataModule(root=str(tmp_path / "demo"), cache_dir=str(tmp_path / "cache"), num_songs=3,
-                              song_seconds=1.0, render_rate=8000, sample_rate=1000, segment_seconds=0.25,
-                              split={"train": 1, "val": 1, "test": 0})
+        return DemoDataModule(
+            root=str(tmp_path / "demo"),
+            cache_dir=str(tmp_path / "cache"),
+            num_songs=3,
+            song_seconds=1.0,
+            render_rate=8000,
+            sample_rate=1000,
+            segment_seconds=0.25,
+            split={"train": 1, "val": 1, "test": 0},
+        )
 
     assert len(demo()._cached_songs()) == 3
     shutil.rmtree(tmp_path / "demo")
@@ -351,7 +385,7 @@ def test_jitter_moves_training_segments_per_epoch_within_their_song(tmp_path):
     assert all(0 <= o <= train.songs[s].num_samples - n for o, (s, _) in zip(offsets[0], train.index))
     assert len({o - g for o, g in zip(offsets[0], grid)}) > len(train) // 2  # really moved, not a constant
     song = np.load(train.songs[train.index[3][0]].file)
-    assert np.array_equal(train[(3, 1)].numpy()[0], song[offsets[1][3]:offsets[1][3] + n])
+    assert np.array_equal(train[(3, 1)].numpy()[0], song[offsets[1][3] : offsets[1][3] + n])
     # the sampler hands the epoch to the dataset; validation stays on the grid
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(1)
@@ -426,8 +460,12 @@ print(tuple(next(batches).shape), flush=True)
 
 def test_a_script_exits_while_loader_workers_are_alive(tmp_path):
     write_songs(tmp_path / "music", [f"s{i}.wav" for i in range(8)])
-    result = subprocess.run([sys.executable, "-c", EXIT_WITH_LIVE_WORKERS, str(tmp_path / "music"),
-                             str(tmp_path / "cache")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_LIVE_WORKERS, str(tmp_path / "music"), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "(2, 1, 500)"
 
@@ -451,7 +489,9 @@ def test_loader_batches_are_the_samplers_segments_in_order(tmp_path, workers):
         assert np.array_equal(segment[0].numpy(), song[start : start + dm.segment_samples])
 
 
-def write_with_ffmpeg(path: Path, codec: str, rate: int = 44100, video: str | None = None, seconds: float = 1.0) -> None:
+def write_with_ffmpeg(
+    path: Path, codec: str, rate: int = 44100, video: str | None = None, seconds: float = 1.0
+) -> None:
     """A stereo 441 Hz tone in any container and codec FFmpeg writes (PyAV), with a video track if asked."""
     import av
 
@@ -461,11 +501,13 @@ def write_with_ffmpeg(path: Path, codec: str, rate: int = 44100, video: str | No
             picture.width, picture.height, picture.pix_fmt = 32, 32, "yuv420p"
         sound = out.add_stream(codec, rate=rate, layout="stereo")
         codec_format = sound.codec_context.codec.audio_formats[0].name
-        frame = av.AudioFrame.from_ndarray(np.tile(sine(441, seconds, rate).reshape(-1).astype(np.float32), (2, 1)), format="fltp",
-                                           layout="stereo")
+        frame = av.AudioFrame.from_ndarray(
+            np.tile(sine(441, seconds, rate).reshape(-1).astype(np.float32), (2, 1)), format="fltp", layout="stereo"
+        )
         frame.sample_rate = rate
-        resampler = av.AudioResampler(format=codec_format, layout="stereo", rate=rate,
-                                      frame_size=sound.codec_context.frame_size or None)
+        resampler = av.AudioResampler(
+            format=codec_format, layout="stereo", rate=rate, frame_size=sound.codec_context.frame_size or None
+        )
         for chunk in resampler.resample(frame) + resampler.resample(None):
             out.mux(sound.encode(chunk))
         out.mux(sound.encode(None))
@@ -477,10 +519,17 @@ def write_with_ffmpeg(path: Path, codec: str, rate: int = 44100, video: str | No
             out.mux(picture.encode(None))
 
 
-@pytest.mark.parametrize("name, codec, video", [
-    ("aac.m4a", "aac", None), ("alac.m4a", "alac", None), ("raw.aac", "aac", None),
-    ("film.mp4", "aac", "mpeg4"), ("film.mkv", "aac", "mpeg4"), ("clip.webm", "libopus", "libvpx"),
-])
+@pytest.mark.parametrize(
+    "name, codec, video",
+    [
+        ("aac.m4a", "aac", None),
+        ("alac.m4a", "alac", None),
+        ("raw.aac", "aac", None),
+        ("film.mp4", "aac", "mpeg4"),
+        ("film.mkv", "aac", "mpeg4"),
+        ("clip.webm", "libopus", "libvpx"),
+    ],
+)
 def test_aac_alac_and_the_audio_of_video_files_decode(tmp_path, name, codec, video):
     path = tmp_path / name
     write_with_ffmpeg(path, codec, rate=48000 if codec == "libopus" else 44100, video=video)

@@ -10,13 +10,13 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-
 from conftest import TINY
 from test_train import assert_same_run, scalars
-from aerecon.training.checkpoint import load_model
-from aerecon.utils.config import build
+
 from aerecon.data.loaders import EpochShuffleSampler, ShardSampler
 from aerecon.models import VectorQuantizer
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.config import build
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "model=conv", "optimizer.lr=3e-3", "test=false"]
 
@@ -49,10 +49,14 @@ def test_resume_skips_only_this_ranks_done_batches():
 
 def ddp_run(tmp_path: Path, shared: dict, name: str, *args: str, code: int = 0) -> subprocess.CompletedProcess:
     paths = [f"paths.{k}={v}" for k, v in shared.items()]
-    result = subprocess.run([sys.executable, "-m", "aerecon.train", *TINY, *DDP, *args, *paths,
-                             f"hydra.run.dir={tmp_path / name}"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(Path(__file__).parent)})
+    result = subprocess.run(
+        [sys.executable, "-m", "aerecon.train", *TINY, *DDP, *args, *paths, f"hydra.run.dir={tmp_path / name}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(Path(__file__).parent)},
+    )
     assert result.returncode == code, result.stderr[-3000:]
     return result
 
@@ -67,24 +71,44 @@ def test_ddp_trains_syncs_metrics_checkpoints_once_and_resumes(tmp_path, shared_
     logged = scalars(tmp_path / "straight/tensorboard", "val/snr_db")[-1][1]
     model, config = load_model(tmp_path / "straight/checkpoints/last.ckpt")
     datamodule = build(config["data"])
-    single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                       enable_model_summary=False).validate(model, datamodule=datamodule, verbose=False)[0]
+    single = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    ).validate(model, datamodule=datamodule, verbose=False)[0]
     assert logged == pytest.approx(single["val/snr_db"], rel=1e-5, abs=1e-6)
     assert logged != 0.0
 
     ddp_run(tmp_path, shared_dirs, "split", "trainer.max_epochs=1")
-    ddp_run(tmp_path, shared_dirs, "elsewhere", "trainer.max_epochs=3",
-            f"ckpt_path={tmp_path / 'split/checkpoints/last.ckpt'}")
+    ddp_run(
+        tmp_path,
+        shared_dirs,
+        "elsewhere",
+        "trainer.max_epochs=3",
+        f"ckpt_path={tmp_path / 'split/checkpoints/last.ckpt'}",
+    )
     assert_same_run(tmp_path / "straight", tmp_path / "split", epochs=3)
 
     # SIGTERM to the launching process mid-epoch: every rank stops at the same batch, one message, and
     # the resumed run ends as the straight one
-    stopped = ddp_run(tmp_path, shared_dirs, "stopped", "trainer.max_epochs=3", "+callbacks.fault._target_=faults.SignalAt",
-                      "+callbacks.fault.epoch=1", "+callbacks.fault.batch=0", "+callbacks.fault.rank=0", code=143)
+    stopped = ddp_run(
+        tmp_path,
+        shared_dirs,
+        "stopped",
+        "trainer.max_epochs=3",
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=1",
+        "+callbacks.fault.batch=0",
+        "+callbacks.fault.rank=0",
+        code=143,
+    )
     assert stopped.stderr.count("aerecon: stopped: SIGTERM at epoch 1, batch 1 of") == 1, stopped.stderr[-3000:]
     assert "Traceback" not in stopped.stderr
-    ddp_run(tmp_path, shared_dirs, "resumed", "trainer.max_epochs=3",
-            f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
+    ddp_run(
+        tmp_path,
+        shared_dirs,
+        "resumed",
+        "trainer.max_epochs=3",
+        f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}",
+    )
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)
 
 
@@ -103,8 +127,9 @@ def vq_on_ranks(tmp_path: Path, update: str, threshold: float) -> list[dict]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.start_processes(_vq_rank, args=(2, port, update, threshold, str(tmp_path / "vq")),
-                                          nprocs=2, start_method="fork")
+    torch.multiprocessing.start_processes(
+        _vq_rank, args=(2, port, update, threshold, str(tmp_path / "vq")), nprocs=2, start_method="fork"
+    )
     return [torch.load(tmp_path / f"vq.{rank}") for rank in range(2)]
 
 
@@ -133,10 +158,25 @@ def test_sigterm_to_the_launching_process_during_setup_stops_every_rank(tmp_path
     import time
 
     paths = [f"paths.{k}={v}" for k, v in shared_dirs.items()]
-    run = subprocess.Popen([sys.executable, "-m", "aerecon.train", *TINY, *DDP, *paths, "hydra.run.dir=run",
-                            "+callbacks.fault._target_=faults.SignalInSetup", "+callbacks.fault.rank=0"],
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aerecon.train",
+            *TINY,
+            *DDP,
+            *paths,
+            "hydra.run.dir=run",
+            "+callbacks.fault._target_=faults.SignalInSetup",
+            "+callbacks.fault.rank=0",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+    )
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 128 + signal.SIGTERM, stderr[-3000:]
     # rank 1 got the signal too and stops quietly: one message, no traceback, no process left waiting

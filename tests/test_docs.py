@@ -18,8 +18,11 @@ def table_rows(page: Path) -> list[list[str]]:
 def test_every_row_of_what_happens_when_names_tests_that_exist():
     rows = table_rows(ROOT / "docs" / "troubleshooting.md")
     assert len(rows) >= 50
-    defined = {(path.name, name) for path in TESTS.glob("test_*.py")
-               for name in re.findall(r"^def (test_\w+)\(", path.read_text(), flags=re.MULTILINE)}
+    defined = {
+        (path.name, name)
+        for path in TESTS.glob("test_*.py")
+        for name in re.findall(r"^def (test_\w+)\(", path.read_text(), flags=re.MULTILINE)
+    }
     for row in rows:
         named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", row[-1])
         assert named, f"no test named for: {row[0]}"

@@ -28,8 +28,10 @@ def test_lock_pins_every_dependency_and_a_matching_torch_pair():
 
 def test_a_version_other_than_the_lock_is_reported(tmp_path):
     lock = tmp_path / "requirements.lock"
-    lock.write_text("numpy==0.0.1\n    # via aerecon\nnot-a-real-package==1.0 ; sys_platform == 'linux'\n"
-                    "skipped-elsewhere==1.0 ; sys_platform == 'no-such-platform'\n")
+    lock.write_text(
+        "numpy==0.0.1\n    # via aerecon\nnot-a-real-package==1.0 ; sys_platform == 'linux'\n"
+        "skipped-elsewhere==1.0 ; sys_platform == 'no-such-platform'\n"
+    )
     problems = doctor.lock_mismatches(lock)
     assert any(p.startswith("numpy: 0.0.1 in requirements.lock") for p in problems)
     assert any(p.startswith("not-a-real-package") for p in problems) == sys.platform.startswith("linux")
@@ -44,8 +46,14 @@ def test_doctor_passes_here():
 
 def test_install_stamps_only_after_the_smoke_check(tmp_path):
     """A failed install must be retried by the next make: the stamp is the recipe's last step, after doctor."""
-    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "install", f"VENV={tmp_path / 'venv'}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60, env=outside_make()).stdout.splitlines()
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", "install", f"VENV={tmp_path / 'venv'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=outside_make(),
+    ).stdout.splitlines()
     doctor_at = next(i for i, line in enumerate(dry) if "-m aerecon.doctor" in line)
     touch_at = next(i for i, line in enumerate(dry) if line.startswith("touch ") and ".installed" in line)
     assert dry[0].startswith("rm -f") and doctor_at < touch_at == len(dry) - 1

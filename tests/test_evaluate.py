@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import REPO, compose_cfg, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aerecon.training.checkpoint import load_model
-from aerecon.utils.errors import ConfigError
 from aerecon.report import table_epochs, write_report
 from aerecon.train import train
-from conftest import REPO, compose_cfg, run_cli
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.errors import ConfigError
 
 EPOCHS = 10  # enough for the thesis table's epochs 0, 4 and 9
 
@@ -30,9 +30,18 @@ def sweep(tmp_path_factory, shared_dirs):
     """A two-run 'sweep' folder: a tiny FC trained 10 epochs, and the lowpass baseline."""
     root = tmp_path_factory.mktemp("sweep")
     runs = {}
-    for name, overrides in (("0_fc", ["model=fc", f"trainer.max_epochs={EPOCHS}", "+trainer.limit_train_batches=2",
-                                      "callbacks.early_stopping.patience=100"]),
-                            ("1_lowpass", ["model=lowpass"])):
+    for name, overrides in (
+        (
+            "0_fc",
+            [
+                "model=fc",
+                f"trainer.max_epochs={EPOCHS}",
+                "+trainer.limit_train_batches=2",
+                "callbacks.early_stopping.patience=100",
+            ],
+        ),
+        ("1_lowpass", ["model=lowpass"]),
+    ):
         runs[name] = train(compose_cfg(root / name, shared_dirs, *overrides))
     GlobalHydra.instance().clear()
     return root, runs
@@ -47,7 +56,9 @@ def test_baselines_fit_in_one_epoch_and_checkpoint(sweep):
     wave = torch.randn(3, 1, model.input_length)
     spectrum = np.fft.rfft(wave.numpy())
     spectrum[..., (8 + 1) // 2 :] = 0  # latent 8 -> the lowest 4 bins
-    assert np.allclose(model.reconstruct(wave).detach().numpy(), np.fft.irfft(spectrum, n=model.input_length), atol=1e-5)
+    assert np.allclose(
+        model.reconstruct(wave).detach().numpy(), np.fft.irfft(spectrum, n=model.input_length), atol=1e-5
+    )
 
 
 def test_fourier_topk_keeps_the_training_splits_strongest_bins(make_cfg):
@@ -56,8 +67,10 @@ def test_fourier_topk_keeps_the_training_splits_strongest_bins(make_cfg):
     model, _ = load_model(results["best_checkpoint"])
     datamodule = __import__("hydra.utils", fromlist=["instantiate"]).instantiate(cfg.data)
     datamodule.setup()
-    energy = sum(np.abs(np.fft.rfft(datamodule.datasets["train"][i].numpy().astype(np.float64))) ** 2
-                 for i in range(len(datamodule.datasets["train"]))).ravel()
+    energy = sum(
+        np.abs(np.fft.rfft(datamodule.datasets["train"][i].numpy().astype(np.float64))) ** 2
+        for i in range(len(datamodule.datasets["train"]))
+    ).ravel()
     expected = set(np.argsort(energy)[-4:].tolist())  # latent 9 -> 4 bins of two numbers
     kept_positions = set(model.net.kept.nonzero().flatten().tolist())
     kept_bins = {(p + 1) // 2 for p in kept_positions}
@@ -80,7 +93,7 @@ def test_fourier_sparse_keeps_each_segments_own_strongest_bins(n):
     np.put_along_axis(kept, strongest, np.take_along_axis(spectrum, strongest, -1), -1)
     assert np.allclose(model.reconstruct(wave).numpy(), np.fft.irfft(kept, n=n), atol=1e-4)
     # different segments keep different bins; a segment of at most k bins comes back whole
-    assert not torch.equal(latent[0, 0, 2 * k:], latent[1, 0, 2 * k:])
+    assert not torch.equal(latent[0, 0, 2 * k :], latent[1, 0, 2 * k :])
     t = torch.arange(n, dtype=torch.float64) / n
     tones = sum(torch.cos(2 * torch.pi * b * t + b) for b in (0, 3, 40, n // 2 - 1)).reshape(1, 1, n).float()
     assert torch.allclose(model.reconstruct(tones), tones, atol=1e-4)
@@ -162,13 +175,26 @@ def test_evaluate_writes_metrics_audio_and_figures(sweep, tmp_path, shared_dirs)
     _, runs = sweep
     ckpt = runs["0_fc"]["best_checkpoint"]
     out = tmp_path / "eval"
-    result = run_cli(f"ckpt_path={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs,
-                     app="aerecon.evaluate")
+    result = run_cli(
+        f"ckpt_path={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    expected = {"mse", "mae", "rmse", "snr_db", "si_sdr_db", "seam_excess_db", "stft_distance", "lsd_db",
-                "band_snr_db_low", "band_snr_db_mid", "band_snr_db_high", "seam_excess_db_butt_joined",
-                "snr_db_butt_joined"}
+    expected = {
+        "mse",
+        "mae",
+        "rmse",
+        "snr_db",
+        "si_sdr_db",
+        "seam_excess_db",
+        "stft_distance",
+        "lsd_db",
+        "band_snr_db_low",
+        "band_snr_db_mid",
+        "band_snr_db_high",
+        "seam_excess_db_butt_joined",
+        "snr_db_butt_joined",
+    }
     assert set(metrics["overall"]) == expected and metrics["split"] == "test" and metrics["songs"]
     for name, song in metrics["songs"].items():
         assert set(song) == expected
@@ -187,7 +213,9 @@ def test_evaluate_writes_metrics_audio_and_figures(sweep, tmp_path, shared_dirs)
 
     # the same folder again: refused, the first evaluation left as it was
     before = (out / "metrics.json").read_bytes()
-    again = run_cli(f"ckpt_path={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate")
+    again = run_cli(
+        f"ckpt_path={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate"
+    )
     assert again.returncode == 2 and f"aerecon: error: {out} already holds an evaluation" in again.stderr
     assert (out / "metrics.json").read_bytes() == before
 
@@ -201,9 +229,16 @@ def test_evaluate_every_song_of_a_new_folder_skipping_an_unreadable_one(sweep, t
         sf.write(folder / f"song{i}.wav", 0.4 * np.sin(2 * np.pi * freq * t), 8000)
     (folder / "broken.wav").write_text("not audio")
     out = tmp_path / "eval"
-    result = run_cli(f"ckpt_path={runs['0_fc']['best_checkpoint']}", f"data.root={folder}", "split=all",
-                     f"hydra.run.dir={out}", "max_media_songs=1", cwd=tmp_path, shared=shared_dirs,
-                     app="aerecon.evaluate")
+    result = run_cli(
+        f"ckpt_path={runs['0_fc']['best_checkpoint']}",
+        f"data.root={folder}",
+        "split=all",
+        f"hydra.run.dir={out}",
+        "max_media_songs=1",
+        cwd=tmp_path,
+        shared=shared_dirs,
+        app="aerecon.evaluate",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert sorted(metrics["songs"]) == ["song0.wav", "song1.wav"]
@@ -224,8 +259,15 @@ def test_every_song_gets_its_own_media_folder(sweep, tmp_path, shared_dirs):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(folder / name, 0.4 * np.sin(2 * np.pi * (110.0 + 50 * i) * t), 8000)
     out = tmp_path / "eval"
-    result = run_cli(f"ckpt_path={runs['0_fc']['best_checkpoint']}", f"data.root={folder}", "split=all",
-                     f"hydra.run.dir={out}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate")
+    result = run_cli(
+        f"ckpt_path={runs['0_fc']['best_checkpoint']}",
+        f"data.root={folder}",
+        "split=all",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        shared=shared_dirs,
+        app="aerecon.evaluate",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["songs"]) == 5
@@ -236,17 +278,21 @@ def test_every_song_gets_its_own_media_folder(sweep, tmp_path, shared_dirs):
     assert len(originals) == 5  # five different songs, none overwritten
 
 
-@pytest.mark.parametrize("args, message", [
-    (["ckpt_path=/nope.ckpt"], "does not exist"),
-    (["data.sample_rate=8000"], "fixed by the checkpoint"),
-    (["split=everything"], "split=everything: use one of"),
-    (["stitch.window=crossfade", "stitch.overlap=0.9"], "overlap=0.9"),
-    (["device=cuda:7"] if not torch.cuda.is_available() else ["device=tpu"], "device="),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ckpt_path=/nope.ckpt"], "does not exist"),
+        (["data.sample_rate=8000"], "fixed by the checkpoint"),
+        (["split=everything"], "split=everything: use one of"),
+        (["stitch.window=crossfade", "stitch.overlap=0.9"], "overlap=0.9"),
+        (["device=cuda:7"] if not torch.cuda.is_available() else ["device=tpu"], "device="),
+    ],
+)
 def test_evaluate_user_errors(sweep, tmp_path, shared_dirs, args, message):
     ckpt = [f"ckpt_path={sweep[1]['0_fc']['best_checkpoint']}"] if not args[0].startswith("ckpt_path") else []
-    result = run_cli(*ckpt, *args, f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path, shared=shared_dirs,
-                     app="aerecon.evaluate")
+    result = run_cli(
+        *ckpt, *args, f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate"
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -259,15 +305,19 @@ def test_notebook_executes_top_to_bottom(sweep, tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)
     copied = shutil.copytree(sweep_dir, project / "logs/train/multiruns/sweep")
-    newest = {"0_fc": copied / "0_fc/run/checkpoints/last.ckpt", "1_lowpass": copied / "1_lowpass/run/checkpoints/last.ckpt"}
+    newest = {
+        "0_fc": copied / "0_fc/run/checkpoints/last.ckpt",
+        "1_lowpass": copied / "1_lowpass/run/checkpoints/last.ckpt",
+    }
     for age, last in ((1, newest["1_lowpass"]), (0, newest["0_fc"])):  # fc is the newest, lowpass the one before
         os.utime(last, (time.time() - age, time.time() - age))
     for name in ("AERECON_CKPT_A", "AERECON_CKPT_B", "AERECON_RUN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # the kernel's python
     notebook = nbformat.read(REPO / "notebooks/explore_run.ipynb", as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(project / "notebooks")}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(project / "notebooks")}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

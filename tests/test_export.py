@@ -9,11 +9,11 @@ import onnxruntime
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_inference import FIXTURES, LATENT
 
 import aerecon
-from aerecon.utils.errors import ConfigError
 from aerecon.export import export, within_tolerance
-from test_inference import FIXTURES, LATENT
+from aerecon.utils.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +27,22 @@ def test_every_family_exports_and_reproduces_the_model(models, tmp_path, name, f
     model = models[name]
     info = export(model, fmt, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["aerecon_export.json", info["encoder"]["file"], info["decoder"]["file"]])  # small: one file each
+        ["aerecon_export.json", info["encoder"]["file"], info["decoder"]["file"]]
+    )  # small: one file each
     assert json.loads((tmp_path / "out/aerecon_export.json").read_text()) == info
     assert (info["sample_rate"], info["segment_samples"], info["latent_size"]) == (2000, 200, LATENT[name])
 
     wave = 0.1 * torch.randn(5, 1, 200, generator=torch.Generator().manual_seed(7))  # a batch size not seen before
     if fmt == "onnx":
-        encoder, decoder = (onnxruntime.InferenceSession(str(tmp_path / "out" / info[part]["file"]))
-                            for part in ("encoder", "decoder"))
+        encoder, decoder = (
+            onnxruntime.InferenceSession(str(tmp_path / "out" / info[part]["file"])) for part in ("encoder", "decoder")
+        )
         code = torch.from_numpy(encoder.run(None, {"input": wave.numpy()})[0])
         out = torch.from_numpy(decoder.run(None, {"input": code.numpy()})[0])
     else:
-        encoder, decoder = (torch.jit.load(str(tmp_path / "out" / info[part]["file"])) for part in ("encoder", "decoder"))
+        encoder, decoder = (
+            torch.jit.load(str(tmp_path / "out" / info[part]["file"])) for part in ("encoder", "decoder")
+        )
         code, out = encoder(wave), None
         out = decoder(code)
     assert code.shape == (5, LATENT[name]) and out.shape == (5, 1, 200)
@@ -58,15 +62,24 @@ def test_a_failed_export_leaves_nothing_and_says_why(models, tmp_path, monkeypat
         raise RuntimeError("Unsupported operator aten::something")
 
     monkeypatch.setitem(aerecon.export.WRITERS, "onnx", (fails, None))
-    with pytest.raises(ConfigError, match=r"the encoder of FCAutoencoder cannot be exported to onnx \(Unsupported "
-                                          r"operator aten::something\); try format=torchscript"):
+    with pytest.raises(
+        ConfigError,
+        match=r"the encoder of FCAutoencoder cannot be exported to onnx \(Unsupported "
+        r"operator aten::something\); try format=torchscript",
+    ):
         export(models["fc"], "onnx", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
 
 
 def test_export_command_writes_a_folder_and_refuses_to_reuse_one(tmp_path):
-    command = [sys.executable, "-m", "aerecon.export", f"ckpt_path={FIXTURES / 'sparseconv.ckpt'}", "format=onnx",
-               "output=exported"]
+    command = [
+        sys.executable,
+        "-m",
+        "aerecon.export",
+        f"ckpt_path={FIXTURES / 'sparseconv.ckpt'}",
+        "format=onnx",
+        "output=exported",
+    ]
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Wrote exported: encoder and decoder (onnx)" in first.stdout
@@ -80,9 +93,9 @@ def test_export_command_writes_a_folder_and_refuses_to_reuse_one(tmp_path):
 
 @pytest.mark.parametrize("rate, seconds", [(2000, 0.5), (4410, 3.0)])  # 1000 samples, and the thesis's 13230
 def test_an_rfft_model_exports_to_onnx_at_any_segment_length_within_float32_rounding(tmp_path, rate, seconds):
-    from aerecon.models.inference import Autoencoder
-    from aerecon.models import AutoencoderModule, FCAutoencoder
     from aerecon.audio.representation import RFFT
+    from aerecon.models import AutoencoderModule, FCAutoencoder
+    from aerecon.models.inference import Autoencoder
 
     torch.manual_seed(0)
     n = round(rate * seconds)
@@ -91,8 +104,9 @@ def test_an_rfft_model_exports_to_onnx_at_any_segment_length_within_float32_roun
     info = export(model, "onnx", tmp_path / "out")
     # the code is unnormalised RFFT bins into the hundreds: held to 1e-4 of its largest, as any export
     wave = 0.1 * torch.randn(4, 1, n, generator=torch.Generator().manual_seed(3))
-    encoder, decoder = (onnxruntime.InferenceSession(str(tmp_path / "out" / info[part]["file"]))
-                        for part in ("encoder", "decoder"))
+    encoder, decoder = (
+        onnxruntime.InferenceSession(str(tmp_path / "out" / info[part]["file"])) for part in ("encoder", "decoder")
+    )
     code = encoder.run(None, {"input": wave.numpy()})[0]
     expected = model.encode(wave)
     assert np.abs(code - expected.numpy()).max() <= 1e-5 * np.abs(expected.numpy()).max()
@@ -122,10 +136,16 @@ def test_a_stop_or_a_full_disk_inside_an_exporter_is_reported_as_such_and_leaves
     from aerecon.utils.errors import DiskError, Stopped
 
     write, run = exporting.WRITERS["onnx"]
-    for inner, caught, message in ((Stopped("SIGTERM while exporting; nothing was written", 15), Stopped, "SIGTERM"),
-                                   (KeyboardInterrupt(), KeyboardInterrupt, None),
-                                   (OSError(errno.ENOSPC, "No space left on device"), DiskError,
-                                    r"cannot write output=.*out \(No space left on device\); nothing was written")):
+    for inner, caught, message in (
+        (Stopped("SIGTERM while exporting; nothing was written", 15), Stopped, "SIGTERM"),
+        (KeyboardInterrupt(), KeyboardInterrupt, None),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            DiskError,
+            r"cannot write output=.*out \(No space left on device\); nothing was written",
+        ),
+    ):
+
         def wrapping(part, example, path, inner=inner):
             try:
                 raise inner
@@ -153,9 +173,20 @@ def test_sigterm_while_exporting_stops_with_143_and_leaves_nothing(tmp_path):
 
     from test_inference import FIXTURES
 
-    proc = subprocess.Popen([sys.executable, "-m", "aerecon.export", f"ckpt_path={FIXTURES / 'resconv.ckpt'}",
-                             "format=onnx", f"output={tmp_path / 'exported'}"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aerecon.export",
+            f"ckpt_path={FIXTURES / 'resconv.ckpt'}",
+            "format=onnx",
+            f"output={tmp_path / 'exported'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".exported.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.005)

@@ -13,11 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 import aerecon
-from aerecon.utils.config import CONF_DIR
 from aerecon.audio.io import Resampler, resample
-from aerecon.utils.errors import AudioError, ConfigError
-from aerecon.reconstruct import check, reconstruct
 from aerecon.audio.stitch import Stitcher
+from aerecon.reconstruct import check, reconstruct
+from aerecon.utils.config import CONF_DIR
+from aerecon.utils.errors import AudioError, ConfigError
 
 # One small checkpoint per model family, written by aerecon before the networks were separated from
 # the training module: every later version must still load them (see fixtures/checkpoints/README.md).
@@ -25,8 +25,14 @@ FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
 LATENT = {"fc": 16, "conv": 16, "resconv": 48, "sparseconv": 40, "fourier_sparse": 30, "fourier_topk": 40}
 # Stored: float32 values (32 bits); sparseconv's 20 positions among 50 x 5 coefficients, 8 bits each;
 # fourier_sparse's 10 bins among 101, 7 bits each; resconv's VQ: 48 frames, a 9-bit index of 512 codes each.
-CODE_BITS = {"fc": 16 * 32, "conv": 16 * 32, "resconv": 48 * 9, "sparseconv": 20 * (32 + 8),
-             "fourier_sparse": 10 * (2 * 32 + 7), "fourier_topk": 40 * 32}
+CODE_BITS = {
+    "fc": 16 * 32,
+    "conv": 16 * 32,
+    "resconv": 48 * 9,
+    "sparseconv": 20 * (32 + 8),
+    "fourier_sparse": 10 * (2 * 32 + 7),
+    "fourier_topk": 40 * 32,
+}
 
 
 @pytest.mark.parametrize("name", sorted(LATENT))
@@ -109,8 +115,15 @@ def test_the_command_streams_the_file_and_writes_what_the_api_gives(tmp_path):
     model = aerecon.load(FIXTURES / "conv.ckpt", "cpu")
     expected = model.reconstruct(resample(song, 8000, 2000), batch_size=3).numpy()
     cfg = OmegaConf.load(Path(CONF_DIR) / "reconstruct.yaml")
-    cfg.merge_with({"ckpt_path": str(FIXTURES / "conv.ckpt"), "input": str(tmp_path / "song.wav"), "device": "cpu",
-                    "batch_size": 3, "block_seconds": 0.05})  # 100 blocks of 400 samples at 8 kHz
+    cfg.merge_with(
+        {
+            "ckpt_path": str(FIXTURES / "conv.ckpt"),
+            "input": str(tmp_path / "song.wav"),
+            "device": "cpu",
+            "batch_size": 3,
+            "block_seconds": 0.05,
+        }
+    )  # 100 blocks of 400 samples at 8 kHz
     cfg.pop("hydra"), cfg.pop("defaults")
     for rate, want in (("model", expected), ("input", resample(expected, 2000, 8000))):
         cfg.output, cfg.rate = str(tmp_path / f"{rate}.wav"), rate
@@ -124,8 +137,16 @@ def test_rate_input_keeps_the_input_length_exactly(tmp_path, rate, seconds):
     song = (0.3 * np.sin(2 * np.pi * 220 * np.arange(round(rate * seconds)) / rate)).astype(np.float32)
     sf.write(tmp_path / "song.wav", song, rate, subtype="FLOAT")
     cfg = OmegaConf.load(Path(CONF_DIR) / "reconstruct.yaml")
-    cfg.merge_with({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "song.wav"), "device": "cpu",
-                    "output": str(tmp_path / "back.wav"), "rate": "input", "block_seconds": 0.1})
+    cfg.merge_with(
+        {
+            "ckpt_path": str(FIXTURES / "fc.ckpt"),
+            "input": str(tmp_path / "song.wav"),
+            "device": "cpu",
+            "output": str(tmp_path / "back.wav"),
+            "rate": "input",
+            "block_seconds": 0.1,
+        }
+    )
     cfg.pop("hydra"), cfg.pop("defaults")
     back, written_rate = sf.read(reconstruct(cfg), dtype="float32")
     assert written_rate == rate and len(back) == len(song)
@@ -136,10 +157,19 @@ def test_a_fault_found_while_streaming_leaves_no_output(tmp_path):
     song = np.full(8000, 0.2, dtype=np.float32)
     song[6000] = np.nan  # found in the 15th block of 400 samples, after the output was begun
     sf.write(tmp_path / "damaged.wav", song, 8000, subtype="FLOAT")
-    cfg = OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "damaged.wav"),
-                            "output": str(tmp_path / "out.wav"), "overwrite": False, "rate": "model", "device": "cpu",
-                            "batch_size": 2, "block_seconds": 0.05, "stitch": {"window": "notched", "notches": 8,
-                                                                                "overlap": 0.5}})
+    cfg = OmegaConf.create(
+        {
+            "ckpt_path": str(FIXTURES / "fc.ckpt"),
+            "input": str(tmp_path / "damaged.wav"),
+            "output": str(tmp_path / "out.wav"),
+            "overwrite": False,
+            "rate": "model",
+            "device": "cpu",
+            "batch_size": 2,
+            "block_seconds": 0.05,
+            "stitch": {"window": "notched", "notches": 8, "overlap": 0.5},
+        }
+    )
     with pytest.raises(AudioError, match="damaged.wav: contains NaN or Inf samples"):
         reconstruct(cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.wav"]
@@ -159,11 +189,26 @@ def test_wrong_shapes_and_paths_are_clear():
 
 def test_reconstruct_command_writes_the_song_at_either_rate(tmp_path):
     t = np.arange(int(3.5 * 44100)) / 44100
-    sf.write(tmp_path / "song.flac", np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 90 * t)], 1),
-             44100)
-    result = subprocess.run([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={FIXTURES / 'fourier_sparse.ckpt'}",
-                             "input=song.flac", "output=back.wav", "rate=input"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    sf.write(
+        tmp_path / "song.flac",
+        np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 90 * t)], 1),
+        44100,
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aerecon.reconstruct",
+            f"ckpt_path={FIXTURES / 'fourier_sparse.ckpt'}",
+            "input=song.flac",
+            "output=back.wav",
+            "rate=input",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Wrote back.wav (3.5 s at 44100 Hz)" in result.stdout
     back, rate = sf.read(tmp_path / "back.wav")
@@ -174,13 +219,35 @@ def test_reconstruct_command_writes_the_song_at_either_rate(tmp_path):
 
     (tmp_path / "locked").mkdir(mode=0o555)  # a folder it may not write into
     if not os.access(tmp_path / "locked", os.W_OK):  # (root may write anywhere)
-        locked = subprocess.run([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={FIXTURES / 'fc.ckpt'}",
-                                 "input=song.flac", "output=locked/back.wav"],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        locked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aerecon.reconstruct",
+                f"ckpt_path={FIXTURES / 'fc.ckpt'}",
+                "input=song.flac",
+                "output=locked/back.wav",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert locked.returncode == 2 and "cannot write output=locked/back.wav" in locked.stderr
-    proc = subprocess.run([sys.executable, "-m", "aerecon.reconstruct", f"ckpt_path={FIXTURES / 'fc.ckpt'}",
-                           "input=song.flac", "output=/proc/back.wav"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aerecon.reconstruct",
+            f"ckpt_path={FIXTURES / 'fc.ckpt'}",
+            "input=song.flac",
+            "output=/proc/back.wav",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "aerecon: error: cannot write output=/proc/back.wav" in proc.stderr
 
 
@@ -190,9 +257,18 @@ def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
     kept.write_bytes(b"the user's own file")
 
     def cfg(**changes):
-        return OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(song), "output": str(tmp_path / "o.wav"),
-                                 "overwrite": False, "rate": "model", "batch_size": 40, "block_seconds": 60,
-                                 **changes})
+        return OmegaConf.create(
+            {
+                "ckpt_path": str(FIXTURES / "fc.ckpt"),
+                "input": str(song),
+                "output": str(tmp_path / "o.wav"),
+                "overwrite": False,
+                "rate": "model",
+                "batch_size": 40,
+                "block_seconds": 60,
+                **changes,
+            }
+        )
 
     faults = {
         "input=.*nope.wav: no such file": cfg(input=str(tmp_path / "nope.wav")),
@@ -214,12 +290,24 @@ def test_reconstruct_command_faults_are_one_line_and_touch_nothing(tmp_path):
 def test_a_rate_that_shares_no_common_factor_is_refused_before_any_memory_is_taken(tmp_path):
     for rate in (767999, 44101):  # a 6 GiB and a 0.8 GiB filter for torchaudio's exact resampler
         sf.write(tmp_path / "odd.wav", np.full(2000, 0.1, dtype=np.float32), rate, subtype="FLOAT")
-        cfg = OmegaConf.create({"ckpt_path": str(FIXTURES / "fc.ckpt"), "input": str(tmp_path / "odd.wav"),
-                                "output": str(tmp_path / "out.wav"), "overwrite": False, "rate": "model",
-                                "device": "cpu", "batch_size": 2, "block_seconds": 1,
-                                "stitch": {"window": "notched", "notches": 8, "overlap": 0.5}})
-        with pytest.raises(AudioError, match=rf"input=.*odd.wav: its sample rate, {rate} Hz, shares too small a "
-                                             r"factor with 2000 Hz to resample exactly .* convert it to a common rate"):
+        cfg = OmegaConf.create(
+            {
+                "ckpt_path": str(FIXTURES / "fc.ckpt"),
+                "input": str(tmp_path / "odd.wav"),
+                "output": str(tmp_path / "out.wav"),
+                "overwrite": False,
+                "rate": "model",
+                "device": "cpu",
+                "batch_size": 2,
+                "block_seconds": 1,
+                "stitch": {"window": "notched", "notches": 8, "overlap": 0.5},
+            }
+        )
+        with pytest.raises(
+            AudioError,
+            match=rf"input=.*odd.wav: its sample rate, {rate} Hz, shares too small a "
+            r"factor with 2000 Hz to resample exactly .* convert it to a common rate",
+        ):
             reconstruct(cfg)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.wav"]
     for common in (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 192000):

@@ -19,13 +19,15 @@ def describe(owner) -> str:
 
 def test_every_private_member_aerecon_uses_still_exists_with_its_parameters():
     from lightning.pytorch.callbacks import ModelCheckpoint
-
     from torch.utils.data import DataLoader
     from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
     iterator = iter(DataLoader(range(2), num_workers=1))
-    instances = {L.LightningModule: L.LightningModule(), ModelCheckpoint: ModelCheckpoint(),
-                 _MultiProcessingDataLoaderIter: iterator}
+    instances = {
+        L.LightningModule: L.LightningModule(),
+        ModelCheckpoint: ModelCheckpoint(),
+        _MultiProcessingDataLoaderIter: iterator,
+    }
     changed = []
     for owner, name, parameters in REQUIRED:
         holder = instances.get(owner, owner)
@@ -39,8 +41,9 @@ def test_every_private_member_aerecon_uses_still_exists_with_its_parameters():
             if found[: len(parameters)] != parameters:
                 changed.append(f"{describe(owner)}.{name} takes {found}, not {parameters}")
     iterator._shutdown_workers()
-    assert not changed, ("an upgrade changed what aerecon/utils/private_api.py relies on; update it there: "
-                         + "; ".join(changed))
+    assert not changed, "an upgrade changed what aerecon/utils/private_api.py relies on; update it there: " + "; ".join(
+        changed
+    )
 
 
 def test_the_helpers_read_a_real_trainer_and_checkpoint(tmp_path):
@@ -48,8 +51,15 @@ def test_the_helpers_read_a_real_trainer_and_checkpoint(tmp_path):
 
     module = BoringModel()
     assert attached_trainer(module) is None
-    trainer = L.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module)
     assert attached_trainer(module) is trainer and batches_done(trainer) == 3
     trainer.save_checkpoint(tmp_path / "last.ckpt")
@@ -81,7 +91,8 @@ print("done", flush=True)
 def test_loader_workers_still_busy_never_keep_the_interpreter_from_exiting():
     for drop in ("del batches  # torch asks the workers to stop, waits 5 s, then sends SIGTERM", "pass"):
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-c", BUSY_WORKERS.format(drop=drop)], capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", BUSY_WORKERS.format(drop=drop)], capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0 and result.stdout == "done\n", result.stderr[-2000:]
         assert time.monotonic() - started < 60, drop

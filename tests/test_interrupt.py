@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY
 from test_train import assert_same_run
-from aerecon.utils.errors import Stopped
+
 from aerecon.train import train
+from aerecon.utils.errors import Stopped
 
 TESTS = Path(__file__).resolve().parent
 EPOCHS = 3
@@ -26,8 +26,9 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(make_cfg, tmp_path):
     straight.paths.run_dir = str(tmp_path / "straight")
     train(straight)
 
-    stopped = make_cfg(*overrides, "+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1",
-                       "+callbacks.fault.batch=2")
+    stopped = make_cfg(
+        *overrides, "+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1", "+callbacks.fault.batch=2"
+    )
     stopped.paths.run_dir = str(tmp_path / "stopped")
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(Stopped) as info:
@@ -58,8 +59,13 @@ def test_with_loader_workers_a_resume_mid_epoch_or_at_an_epoch_boundary_is_exact
 
     run("straight")
     with pytest.raises(Stopped) as info:
-        run("stopped", "+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1",
-            "+callbacks.fault.batch=2", "+callbacks.fault.name=SIGINT")
+        run(
+            "stopped",
+            "+callbacks.fault._target_=faults.SignalAt",
+            "+callbacks.fault.epoch=1",
+            "+callbacks.fault.batch=2",
+            "+callbacks.fault.name=SIGINT",
+        )
     assert info.value.exit_code == 128 + signal.SIGINT
     run("stopped", f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=EPOCHS)
@@ -71,16 +77,27 @@ def test_with_loader_workers_a_resume_mid_epoch_or_at_an_epoch_boundary_is_exact
 def cli(*args: str, cwd: Path, shared: dict, **options) -> subprocess.CompletedProcess:
     paths = [f"paths.{k}={v}" for k, v in shared.items()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "aerecon.train", *TINY, *args, *paths], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env=env, **options)
+    return subprocess.run(
+        [sys.executable, "-m", "aerecon.train", *TINY, *args, *paths],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        **options,
+    )
 
 
 def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path, shared_dirs):
     common = ["model=conv", "optimizer.lr=3e-3", f"trainer.max_epochs={EPOCHS}", "test=false"]
     straight = cli(*common, "hydra.run.dir=straight", cwd=tmp_path, shared=shared_dirs)
     assert straight.returncode == 0, straight.stderr[-3000:]
-    fault = ["+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=2", "+callbacks.fault.batch=1",
-             "+callbacks.fault.name=SIGKILL"]
+    fault = [
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=2",
+        "+callbacks.fault.batch=1",
+        "+callbacks.fault.name=SIGKILL",
+    ]
     killed = cli(*common, *fault, "hydra.run.dir=killed", cwd=tmp_path, shared=shared_dirs)
     assert killed.returncode == -signal.SIGKILL
     last = tmp_path / "killed/checkpoints/last.ckpt"
@@ -92,8 +109,12 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path, shared_d
 
 
 def test_ctrl_c_stops_with_a_message_and_the_shell_code(tmp_path, shared_dirs):
-    fault = ["+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=0", "+callbacks.fault.batch=0",
-             "+callbacks.fault.name=SIGINT"]
+    fault = [
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=0",
+        "+callbacks.fault.batch=0",
+        "+callbacks.fault.name=SIGINT",
+    ]
     result = cli("model=fc", *fault, "hydra.run.dir=run", cwd=tmp_path, shared=shared_dirs)
     assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
     assert "aerecon: stopped: SIGINT at epoch 0, batch 1 of" in result.stderr
@@ -103,10 +124,21 @@ def test_ctrl_c_stops_with_a_message_and_the_shell_code(tmp_path, shared_dirs):
 
 def test_sigterm_to_the_whole_group_with_loader_workers_stops_gracefully(tmp_path, shared_dirs):
     # the workers get the signal too; they must outlive the batch in progress and the checkpoint
-    fault = ["+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=0", "+callbacks.fault.batch=1",
-             "+callbacks.fault.group=true"]
-    result = cli("model=fc", "data.num_workers=2", *fault, "hydra.run.dir=run", cwd=tmp_path, shared=shared_dirs,
-                 start_new_session=True)
+    fault = [
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=0",
+        "+callbacks.fault.batch=1",
+        "+callbacks.fault.group=true",
+    ]
+    result = cli(
+        "model=fc",
+        "data.num_workers=2",
+        *fault,
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        shared=shared_dirs,
+        start_new_session=True,
+    )
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     assert "aerecon: stopped: SIGTERM at epoch 0, batch 2 of" in result.stderr
     assert "Traceback" not in result.stderr
@@ -114,11 +146,18 @@ def test_sigterm_to_the_whole_group_with_loader_workers_stops_gracefully(tmp_pat
 
 
 def test_sigterm_during_setup_stops_with_a_message_and_a_code(tmp_path, shared_dirs):
-    result = cli("model=fc", "+callbacks.fault._target_=faults.SignalInSetup", "hydra.run.dir=run", cwd=tmp_path,
-                 shared=shared_dirs)
+    result = cli(
+        "model=fc",
+        "+callbacks.fault._target_=faults.SignalInSetup",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        shared=shared_dirs,
+    )
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
-    assert "aerecon: stopped: SIGTERM outside a training epoch; every file written so far is complete. " \
-           "Nothing was trained yet" in result.stderr
+    assert (
+        "aerecon: stopped: SIGTERM outside a training epoch; every file written so far is complete. "
+        "Nothing was trained yet" in result.stderr
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "run/results.json").exists()
 
 
@@ -141,8 +180,18 @@ def caching_run(corpus: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[st
     import time
 
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "aerecon.train", "data=folder", f"data.root={corpus}", "data.decode_workers=2",
-            f"paths.cache_dir={cache}", f"paths.root_dir={tmp_path}", "model.net.latent=8", "trainer.enable_progress_bar=false"]
+    args = [
+        sys.executable,
+        "-m",
+        "aerecon.train",
+        "data=folder",
+        f"data.root={corpus}",
+        "data.decode_workers=2",
+        f"paths.cache_dir={cache}",
+        f"paths.root_dir={tmp_path}",
+        "model.net.latent=8",
+        "trainer.enable_progress_bar=false",
+    ]
     run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = ""
     while "Caching audio" not in output and run.poll() is None:
@@ -156,8 +205,12 @@ def caching_run(corpus: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[st
 
 
 def alive(workers: list[str]) -> list[str]:
-    return [pid for pid in workers if os.path.exists(f"/proc/{pid}")
-            and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")]
+    return [
+        pid
+        for pid in workers
+        if os.path.exists(f"/proc/{pid}")
+        and "aerecon" in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+    ]
 
 
 def test_sigterm_while_caching_stops_every_decode_worker_and_leaves_no_partial_entry(slow_corpus, tmp_path):
@@ -175,12 +228,21 @@ def test_sigterm_while_caching_stops_every_decode_worker_and_leaves_no_partial_e
 
 
 def test_sigterm_while_evaluating_stops_with_a_message(tmp_path, shared_dirs, slow_corpus):
-    import time
 
-    trained = cli("model=fc", "trainer.max_epochs=1", "test=false", "hydra.run.dir=run", cwd=tmp_path, shared=shared_dirs)
+    trained = cli(
+        "model=fc", "trainer.max_epochs=1", "test=false", "hydra.run.dir=run", cwd=tmp_path, shared=shared_dirs
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
-    args = [sys.executable, "-m", "aerecon.evaluate", f"ckpt_path={tmp_path}/run/checkpoints/last.ckpt",
-            f"data.root={slow_corpus}", "split=all", f"paths.cache_dir={tmp_path / 'cache'}", "hydra.run.dir=eval"]
+    args = [
+        sys.executable,
+        "-m",
+        "aerecon.evaluate",
+        f"ckpt_path={tmp_path}/run/checkpoints/last.ckpt",
+        f"data.root={slow_corpus}",
+        "split=all",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "hydra.run.dir=eval",
+    ]
     run = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = ""
     while "Caching audio" not in output and run.poll() is None:

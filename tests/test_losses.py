@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from aerecon.utils.errors import ConfigError
 from aerecon.models.losses import MSELoss, MultiResolutionSTFTLoss, WeightedSum
+from aerecon.utils.errors import ConfigError
 
 RATE = 4410
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from aerecon.audio.stitch import Stitcher
 from aerecon.models.losses import MultiResolutionSTFTLoss
 from aerecon.models.metrics import SeamExcess, band_snr_db, log_spectral_distance, song_metrics
-from aerecon.audio.stitch import Stitcher
 
 RATE = 4410
 
@@ -22,9 +22,14 @@ def music_like(seconds: float = 7.3) -> torch.Tensor:
     return tone(110, seconds) + tone(523, seconds, 0.2) + 0.05 * torch.randn(int(seconds * RATE), generator=g)
 
 
-WINDOWS = [dict(window="crossfade", overlap=0.0), dict(window="crossfade", overlap=0.25),
-           dict(window="crossfade", overlap=0.5), dict(window="notched", notches=1), dict(window="notched", notches=2),
-           dict(window="notched", notches=4)]
+WINDOWS = [
+    dict(window="crossfade", overlap=0.0),
+    dict(window="crossfade", overlap=0.25),
+    dict(window="crossfade", overlap=0.5),
+    dict(window="notched", notches=1),
+    dict(window="notched", notches=2),
+    dict(window="notched", notches=4),
+]
 
 
 @pytest.mark.parametrize("segment, options", [(1000, o) for o in WINDOWS] + [(999, o) for o in WINDOWS[:3]])
@@ -73,7 +78,10 @@ def test_overlapping_windows_remove_the_click_that_butt_joins_make(options):
         return x + torch.stack([torch.full_like(s, 0.2 * ((next(counter) % 3) - 1)) for s in x])
 
     excess = {}
-    for name, stitcher in (("butted", Stitcher(segment, "crossfade", overlap=0.0)), ("overlapped", Stitcher(segment, **options))):
+    for name, stitcher in (
+        ("butted", Stitcher(segment, "crossfade", overlap=0.0)),
+        ("overlapped", Stitcher(segment, **options)),
+    ):
         out = stitcher(drifting, song)
         excess[name] = song_metrics(song, out, RATE, stitcher.seams(len(song)))["seam_excess_db"]
     assert excess["butted"] > 3

@@ -7,21 +7,29 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from aerecon.utils.settings import check_train
-from aerecon.utils.errors import ConfigError
 from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
+from aerecon.utils.errors import ConfigError
+from aerecon.utils.settings import check_train
 
 THESIS_N = 13230  # 3 s at 4410 Hz
 
 # (layer type, output shape without batch, parameters): the thesis's layer summaries
 THESIS_FC = [
-    ("Linear", [1, 9800], 129_663_800), ("Linear", [1, 6500], 63_706_500), ("Linear", [1, 3300], 21_453_300),
-    ("Linear", [1, 6500], 21_456_500), ("Linear", [1, 9800], 63_709_800), ("Linear", [1, 13230], 129_667_230),
+    ("Linear", [1, 9800], 129_663_800),
+    ("Linear", [1, 6500], 63_706_500),
+    ("Linear", [1, 3300], 21_453_300),
+    ("Linear", [1, 6500], 21_456_500),
+    ("Linear", [1, 9800], 63_709_800),
+    ("Linear", [1, 13230], 129_667_230),
 ]
 THESIS_CONV = [
-    ("Conv1d", [16, 6615], 80), ("Conv1d", [32, 3307], 2_080), ("Conv1d", [64, 1653], 8_256),
-    ("Linear", [3300], 349_116_900), ("Linear", [105792], 349_219_392),
-    ("ConvTranspose1d", [32, 3307], 8_224), ("ConvTranspose1d", [16, 6615], 2_064),
+    ("Conv1d", [16, 6615], 80),
+    ("Conv1d", [32, 3307], 2_080),
+    ("Conv1d", [64, 1653], 8_256),
+    ("Linear", [3300], 349_116_900),
+    ("Linear", [105792], 349_219_392),
+    ("ConvTranspose1d", [32, 3307], 8_224),
+    ("ConvTranspose1d", [16, 6615], 2_064),
     ("ConvTranspose1d", [1, 13230], 65),
 ]
 
@@ -30,9 +38,11 @@ def layer_summary(model, n):
     """(type, output shape, parameters) of every parametrised layer, from a meta-device forward."""
     rows = []
     hooks = [
-        m.register_forward_hook(lambda m, i, o: rows.append((type(m).__name__, list(o.shape[1:]),
-                                                             sum(p.numel() for p in m.parameters()))))
-        for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.ConvTranspose1d))
+        m.register_forward_hook(
+            lambda m, i, o: rows.append((type(m).__name__, list(o.shape[1:]), sum(p.numel() for p in m.parameters())))
+        )
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.ConvTranspose1d))
     ]
     model(torch.zeros(40, 1, n, device="meta"))
     for h in hooks:
@@ -40,9 +50,13 @@ def layer_summary(model, n):
     return rows
 
 
-@pytest.mark.parametrize("cls, table, total", [
-    (FCAutoencoder, THESIS_FC, 429_657_130), (ConvAutoencoder, THESIS_CONV, 698_357_061),
-])
+@pytest.mark.parametrize(
+    "cls, table, total",
+    [
+        (FCAutoencoder, THESIS_FC, 429_657_130),
+        (ConvAutoencoder, THESIS_CONV, 698_357_061),
+    ],
+)
 def test_thesis_models_layer_by_layer(cls, table, total):
     with torch.device("meta"):
         model = cls(THESIS_N)

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from conftest import TINY, run_cli
 from hydra.utils import instantiate
 
-from aerecon.utils.config import compose_train
-from aerecon.utils.errors import ConfigError
 from aerecon.models import AutoencoderModule, ConvAutoencoder, FCAutoencoder
 from aerecon.plan import GIB, _with, optimizer_state_bytes, plan_memory, saved_bytes
 from aerecon.train import train
-from conftest import TINY, run_cli
+from aerecon.utils.config import compose_train
+from aerecon.utils.errors import ConfigError
 
 
 def adam(params):
@@ -69,13 +69,22 @@ def test_train_refuses_a_run_over_budget_naming_total_budget_and_an_option(make_
 
 @pytest.mark.parametrize("precision", ["32-true", "16-true"])
 def test_adafactor_trains_and_budget_null_turns_the_check_off(make_cfg, precision):
-    results = train(make_cfg("model=conv", "optimizer=adafactor", f"trainer.precision={precision}", "budget_gb=null",
-                             "trainer.max_epochs=1", "test=false"))
+    results = train(
+        make_cfg(
+            "model=conv",
+            "optimizer=adafactor",
+            f"trainer.precision={precision}",
+            "budget_gb=null",
+            "trainer.max_epochs=1",
+            "test=false",
+        )
+    )
     assert results["epochs"] == 1 and 0 < results["best"]["val/loss"] < float("inf")
 
 
-@pytest.mark.parametrize("experiment, model, below", [("thesis_fc_8gb", "FCAutoencoder", 7.5),
-                                                      ("thesis_conv_8gb", "ConvAutoencoder", 6.5)])
+@pytest.mark.parametrize(
+    "experiment, model, below", [("thesis_fc_8gb", "FCAutoencoder", 7.5), ("thesis_conv_8gb", "ConvAutoencoder", 6.5)]
+)
 def test_shipped_8gb_thesis_experiments_plan_under_8_gib(experiment, model, below):
     """The thesis-size models themselves (built on the CPU once), as shipped for an 8 GB card."""
     cfg = compose_train([f"experiment={experiment}"])

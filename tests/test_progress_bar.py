@@ -3,9 +3,9 @@
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
+from aerecon.train import assemble
 from aerecon.training.callbacks import ProgressBar
 from aerecon.utils.errors import ConfigError
-from aerecon.train import assemble
 
 
 @pytest.fixture
@@ -24,8 +24,15 @@ def updates(monkeypatch) -> list[tuple[str, int]]:
 
 
 def fit(make_cfg, interval: float):
-    run = assemble(make_cfg("trainer.enable_progress_bar=true", f"callbacks.progress_bar.interval={interval}",
-                            "trainer.max_epochs=2", "data.split={train: 4, val: 2, test: 1}", "data.batch_size=2"))
+    run = assemble(
+        make_cfg(
+            "trainer.enable_progress_bar=true",
+            f"callbacks.progress_bar.interval={interval}",
+            "trainer.max_epochs=2",
+            "data.split={train: 4, val: 2, test: 1}",
+            "data.batch_size=2",
+        )
+    )
     assert isinstance(run.trainer.progress_bar_callback, ProgressBar)  # Lightning shows aerecon's, not its own
     run.trainer.fit(run.model, datamodule=run.datamodule)
     return run.trainer

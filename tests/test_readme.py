@@ -17,21 +17,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import REPO
 from test_environment import outside_make
 
 BIN = Path(sys.executable).parent
 # the default split: a folder of a few songs gets a validation and a test song too
-TINY_TRAIN = ["data.sample_rate=2000", "data.segment_seconds=0.5", "data.batch_size=8", "data.num_workers=0",
-              "model.net.latent=8", "trainer.max_epochs=1",
-              "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "callbacks.model_summary=null",
-              "callbacks.reconstruction_preview=null"]
+TINY_TRAIN = [
+    "data.sample_rate=2000",
+    "data.segment_seconds=0.5",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "model.net.latent=8",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "trainer.enable_progress_bar=false",
+    "callbacks.model_summary=null",
+    "callbacks.reconstruction_preview=null",
+]
 TINY_STREAM = TINY_TRAIN
 TINY_PREPARE = ["data.sample_rate=2000", "data.segment_seconds=0.5"]
-TINY_DEMO = ["data.num_songs=12", "data.song_seconds=4.0", "data.render_rate=8000", "data.split={train:2,val:1,test:1}",
-             "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
-             "callbacks.model_summary=null", "callbacks.reconstruction_preview=null"]
+TINY_DEMO = [
+    "data.num_songs=12",
+    "data.song_seconds=4.0",
+    "data.render_rate=8000",
+    "data.split={train:2,val:1,test:1}",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "trainer.enable_progress_bar=false",
+    "callbacks.model_summary=null",
+    "callbacks.reconstruction_preview=null",
+]
 
 
 def readme_commands() -> list[str]:
@@ -42,11 +57,21 @@ def readme_commands() -> list[str]:
 
 def make_recipe(target: str, *variables: str) -> list[str]:
     """The commands `make <target>` runs once installed, with the venv's own programs."""
-    dry = subprocess.run(["make", "--no-print-directory", "-s", "-n", target, *variables], cwd=REPO,
-                         capture_output=True, text=True, timeout=60, check=True, env=outside_make()).stdout
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-s", "-n", target, *variables],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=outside_make(),
+    ).stdout
     installing = ("-m pip", "aerecon.doctor") if target != "doctor" else ("-m pip",)  # steps of an outdated install
-    return [shlex.quote(str(BIN)) + "/" + line.removeprefix(".venv/bin/")
-            for line in dry.splitlines() if line.startswith(".venv/bin/") and not any(s in line for s in installing)]
+    return [
+        shlex.quote(str(BIN)) + "/" + line.removeprefix(".venv/bin/")
+        for line in dry.splitlines()
+        if line.startswith(".venv/bin/") and not any(s in line for s in installing)
+    ]
 
 
 def free_port() -> int:
@@ -57,8 +82,16 @@ def free_port() -> int:
 
 def serves(command: str, cwd: Path, env: dict) -> str:
     """Starts a server command, waits for it to print its http:// address, stops it; returns its output."""
-    server = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output, deadline = "", time.monotonic() + 120
     try:
         while "http://" not in output and time.monotonic() < deadline and server.poll() is None:
@@ -83,8 +116,12 @@ def user(tmp_path_factory):
         tone = 0.3 * np.sin(2 * np.pi * (110 + 30 * i) * t) + 0.05 * rng.standard_normal(len(t))
         sf.write(music / f"song {i}.wav", tone.astype(np.float32), 8000)
     (root / "project").mkdir()
-    env = {**os.environ, "HOME": str(root / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "HOME": str(root / "home"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("HYDRA_FULL_ERROR", None)
     return root / "project", env
 
@@ -129,8 +166,11 @@ def test_every_readme_command_runs_as_written(user):
             recipe = [line]
         for step in recipe:
             if "tensorboard " in step or "jupyter lab" in step:
-                extra = f" --port {free_port()}" if "tensorboard" in step else \
-                    f" --no-browser --port={free_port()} --IdentityProvider.token=readme-test"
+                extra = (
+                    f" --port {free_port()}"
+                    if "tensorboard" in step
+                    else f" --no-browser --port={free_port()} --IdentityProvider.token=readme-test"
+                )
                 serves(step + extra, REPO if "jupyter" in step else project, env)
                 continue
             done = subprocess.run(step, shell=True, cwd=project, env=env, capture_output=True, text=True, timeout=900)
@@ -146,16 +186,30 @@ def test_every_readme_command_runs_as_written(user):
 def check_torch_index_route(index: str) -> None:
     """Offline, the CUDA 12.6 route is checked as a recipe: the locked torch pair from that index, the
     rest from the lock without torch's CUDA packages (the real install needs PyTorch's server)."""
-    recipe = subprocess.run(["make", "--no-print-directory", "-s", "-n", "-B", "install", f"TORCH_INDEX={index}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60, check=True, env=outside_make()).stdout
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-s", "-n", "-B", "install", f"TORCH_INDEX={index}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=outside_make(),
+    ).stdout
     lock = (REPO / "requirements.lock").read_text()
     torch_pin = re.search(r"^torch==(\S+)", lock, re.M).group(1)
     assert f"--index-url {index}" in recipe and "$(grep -E '^(torch|torchaudio)=='" in recipe
     grep = re.search(r"^grep -vE '(.+?)' requirements.lock", recipe, re.M)
-    kept = subprocess.run(["grep", "-vE", grep.group(1), "requirements.lock"], cwd=REPO, capture_output=True,
-                          text=True, check=True).stdout
+    kept = subprocess.run(
+        ["grep", "-vE", grep.group(1), "requirements.lock"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert not re.search(r"^(torch|torchaudio|triton|nvidia-\S+)==", kept, re.M)
     assert re.search(r"^lightning==", kept, re.M) and torch_pin
-    pairs = subprocess.run(f"grep -E '^(torch|torchaudio)==' requirements.lock | cut -d' ' -f1", shell=True,
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    pairs = subprocess.run(
+        "grep -E '^(torch|torchaudio)==' requirements.lock | cut -d' ' -f1",
+        shell=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert pairs == [f"torch=={torch_pin}", re.search(r"^(torchaudio==\S+)", lock, re.M).group(1)]

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from aerecon.utils.errors import ConfigError
 from aerecon.audio.representation import RFFT, MuLaw, Raw
+from aerecon.utils.errors import ConfigError
 
 
 @pytest.mark.parametrize("n", [13230, 13231, 2, 3, 1000, 1001])

@@ -4,27 +4,29 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-
-from aerecon.training.checkpoint import load_model
-from aerecon.train import train
-
-from aerecon.utils.errors import ConfigError
-from aerecon.models import AutoencoderModule, FCAutoencoder, ResConvAutoencoder, VAEBottleneck, VectorQuantizer
-from aerecon.audio.representation import RFFT, Raw
 from test_train import scalars  # tests/ is on sys.path (pytest rootdir conftest)
+
+from aerecon.audio.representation import RFFT, Raw
+from aerecon.models import AutoencoderModule, FCAutoencoder, ResConvAutoencoder, VAEBottleneck, VectorQuantizer
+from aerecon.train import train
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.errors import ConfigError
 
 
 @pytest.mark.parametrize("representation", [Raw(), RFFT()])
-@pytest.mark.parametrize("n, strides, channels, latent, latent_channels", [
-    (13230, [2, 2, 2, 2], [4, 4, 4, 4, 4], 3300, 4),  # the thesis's latent size, exactly
-    (13230, [4, 4], [4, 8, 8], 3300, 4),
-    (1000, [4], [4, 8], 500, 2),
-    (1001, [3, 2], [2, 4, 4], 330, 2),
-])
-def test_latent_size_is_exact_and_any_length_round_trips(representation, n, strides, channels, latent,
-                                                         latent_channels):
-    net = ResConvAutoencoder(n, channels=channels, strides=strides, latent=latent, latent_channels=latent_channels,
-                             dilations=[1, 3])
+@pytest.mark.parametrize(
+    "n, strides, channels, latent, latent_channels",
+    [
+        (13230, [2, 2, 2, 2], [4, 4, 4, 4, 4], 3300, 4),  # the thesis's latent size, exactly
+        (13230, [4, 4], [4, 8, 8], 3300, 4),
+        (1000, [4], [4, 8], 500, 2),
+        (1001, [3, 2], [2, 4, 4], 330, 2),
+    ],
+)
+def test_latent_size_is_exact_and_any_length_round_trips(representation, n, strides, channels, latent, latent_channels):
+    net = ResConvAutoencoder(
+        n, channels=channels, strides=strides, latent=latent, latent_channels=latent_channels, dilations=[1, 3]
+    )
     model = AutoencoderModule(net, representation=representation)
     x = representation.encode(torch.randn(2, 1, n))
     z = net.encode(x)
@@ -38,12 +40,15 @@ def test_latent_matches_the_thesis_conv_models():
     assert resconv.encoder(torch.zeros(1, 1, 13230)).numel() == 3300  # the FC and conv models' latent
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(latent=3301, latent_channels=4), "latent_channels"),
-    (dict(latent=3300, latent_channels=1), "frames"),  # 3300 frames > 826 left by the strides
-    (dict(channels=[4, 8], strides=[2, 2]), "one entry more"),
-    (dict(latent=20000), "between 1 and the model's input length"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(latent=3301, latent_channels=4), "latent_channels"),
+        (dict(latent=3300, latent_channels=1), "frames"),  # 3300 frames > 826 left by the strides
+        (dict(channels=[4, 8], strides=[2, 2]), "one entry more"),
+        (dict(latent=20000), "between 1 and the model's input length"),
+    ],
+)
 def test_bad_shapes_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ResConvAutoencoder(13230, **{"channels": [4, 4, 4, 4, 4], **kwargs})
@@ -116,12 +121,15 @@ def test_vae_samples_in_training_uses_the_mean_in_eval_and_warms_up_kl():
     assert vae(z)[1]["kl"].item() == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize("overrides", [
-    ["representation=raw", "loss=mse"],
-    ["representation=rfft", "loss=mse_stft"],
-    ["representation=raw", "bottleneck=vq"],
-    ["representation=raw", "bottleneck=vae"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["representation=raw", "loss=mse"],
+        ["representation=rfft", "loss=mse_stft"],
+        ["representation=raw", "bottleneck=vq"],
+        ["representation=raw", "bottleneck=vae"],
+    ],
+)
 def test_resconv_builds_from_config(make_cfg, overrides):
     cfg = make_cfg("model=resconv", *overrides)
     model = instantiate(cfg.model)
@@ -130,13 +138,29 @@ def test_resconv_builds_from_config(make_cfg, overrides):
     assert (model.bottleneck is None) if kind is None else isinstance(model.bottleneck, kind)
 
 
-@pytest.mark.parametrize("overrides, tags", [
-    (["representation=raw", "loss=mse"], []),
-    (["representation=rfft", "loss=mse_stft"], ["val/loss/mse", "val/loss/stft", "val/loss/stft/sc", "train/loss/stft/log_mag_epoch"]),
-    (["representation=raw", "bottleneck=vq"], ["val/loss/vectorquantizer/perplexity", "train/loss/vectorquantizer/usage_epoch",
-                                               "val/loss/vectorquantizer/commitment"]),
-    (["representation=raw", "bottleneck=vae"], ["val/loss/vaebottleneck/kl", "train/loss/vaebottleneck/kl_weight_epoch"]),
-], ids=["mse", "mse_stft_rfft", "vq", "vae"])
+@pytest.mark.parametrize(
+    "overrides, tags",
+    [
+        (["representation=raw", "loss=mse"], []),
+        (
+            ["representation=rfft", "loss=mse_stft"],
+            ["val/loss/mse", "val/loss/stft", "val/loss/stft/sc", "train/loss/stft/log_mag_epoch"],
+        ),
+        (
+            ["representation=raw", "bottleneck=vq"],
+            [
+                "val/loss/vectorquantizer/perplexity",
+                "train/loss/vectorquantizer/usage_epoch",
+                "val/loss/vectorquantizer/commitment",
+            ],
+        ),
+        (
+            ["representation=raw", "bottleneck=vae"],
+            ["val/loss/vaebottleneck/kl", "train/loss/vaebottleneck/kl_weight_epoch"],
+        ),
+    ],
+    ids=["mse", "mse_stft_rfft", "vq", "vae"],
+)
 def test_short_fit_on_demo_data_logs_every_term_and_evaluates(make_cfg, overrides, tags):
     cfg = make_cfg("model=resconv", *overrides, "trainer.max_epochs=3", "optimizer.lr=3e-3")
     results = train(cfg)
@@ -148,8 +172,10 @@ def test_short_fit_on_demo_data_logs_every_term_and_evaluates(make_cfg, override
     if "bottleneck=vae" not in overrides:  # the VAE's KL weight ramps up, so its loss may rise
         assert val_loss[-1] < val_loss[0]
     model, config = load_model(results["best_checkpoint"])
-    assert type(model.bottleneck).__name__ == {"bottleneck=vq": "VectorQuantizer", "bottleneck=vae": "VAEBottleneck"}.get(
-        overrides[-1], "NoneType")
+    assert type(model.bottleneck).__name__ == {
+        "bottleneck=vq": "VectorQuantizer",
+        "bottleneck=vae": "VAEBottleneck",
+    }.get(overrides[-1], "NoneType")
     wave = torch.randn(2, 1, model.input_length) * 0.1
     assert model.reconstruct(wave).shape == wave.shape
 

@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
+from test_sparseconv import snr_db, tones
 
 from aerecon.models import SparseConvAutoencoder
 from aerecon.models.selection import Runs, TopK
-from test_sparseconv import snr_db, tones
 
 
 def numbers_used(kept: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,8 @@ def test_runs_are_the_exact_minimiser_of_dropped_energy_plus_a_price_per_number(
     for row in range(40):
         best = min(
             (energy[row][~torch.tensor(m)].sum() + 0.05 * numbers_used(torch.tensor(m, dtype=torch.float)[None, None]))
-            for m in itertools.product([False, True], repeat=frames))
+            for m in itertools.product([False, True], repeat=frames)
+        )
         chosen = energy[row][~mask[row]].sum() + 0.05 * numbers_used(mask[row].float()[None, None])
         assert math.isclose(float(chosen), float(best), rel_tol=1e-5, abs_tol=1e-7)
         assert rate[0, row] >= numbers_used(mask[row].float()[None, None])  # adjacent runs may merge: never more

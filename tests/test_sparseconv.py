@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from test_train import scalars
 
-from aerecon.training.checkpoint import load_model
-from aerecon.utils.errors import ConfigError
+from aerecon.audio.representation import RFFT, Raw
 from aerecon.models import AutoencoderModule, SparseConvAutoencoder
 from aerecon.models.selection import Runs, TopK
-from aerecon.audio.representation import Raw, RFFT
 from aerecon.train import train
-from test_train import scalars
+from aerecon.training.checkpoint import load_model
+from aerecon.utils.errors import ConfigError
 
 
 def snr_db(reference: torch.Tensor, reconstruction: torch.Tensor) -> float:
@@ -22,8 +22,15 @@ def snr_db(reference: torch.Tensor, reconstruction: torch.Tensor) -> float:
 
 def tones(n: int, rate: int = 4410) -> torch.Tensor:
     t = torch.arange(n, dtype=torch.float64) / rate
-    return (0.5 * torch.sin(2 * math.pi * 110 * t) + 0.3 * torch.sin(2 * math.pi * 523.25 * t + 1)
-            + 0.1 * torch.sin(2 * math.pi * 1760 * t + 2)).float().reshape(1, 1, n)
+    return (
+        (
+            0.5 * torch.sin(2 * math.pi * 110 * t)
+            + 0.3 * torch.sin(2 * math.pi * 523.25 * t + 1)
+            + 0.1 * torch.sin(2 * math.pi * 1760 * t + 2)
+        )
+        .float()
+        .reshape(1, 1, n)
+    )
 
 
 @pytest.mark.parametrize("n, hop", [(13230, 245), (1001, 64), (300, 300)])
@@ -65,18 +72,23 @@ def test_gradients_reach_the_kept_coefficients_filters():
     assert net.encoder.weight.grad.abs().sum() > 0 and net.decoder.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(representation=RFFT()), "representation=raw"),
-    (dict(hop=0), "model.net.hop=0"),
-    (dict(latent=1), "at least 2"),
-    (dict(latent=5000), "model.net.latent=5000"),
-    (dict(init="dct"), "model.net.init=dct"),
-    (dict(select="omp"), "model.net.select=omp"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(representation=RFFT()), "representation=raw"),
+        (dict(hop=0), "model.net.hop=0"),
+        (dict(latent=1), "at least 2"),
+        (dict(latent=5000), "model.net.latent=5000"),
+        (dict(init="dct"), "model.net.init=dct"),
+        (dict(select="omp"), "model.net.select=omp"),
+    ],
+)
 def test_bad_options_are_config_errors(kwargs, message):
     representation = kwargs.pop("representation", Raw())
     with pytest.raises(ConfigError, match=message):
-        AutoencoderModule(SparseConvAutoencoder(1000, **{"latent": 250, "hop": 50, **kwargs}), representation=representation)
+        AutoencoderModule(
+            SparseConvAutoencoder(1000, **{"latent": 250, "hop": 50, **kwargs}), representation=representation
+        )
 
 
 def test_runs_refuse_a_grid_whose_descriptors_float32_cannot_hold_exactly():
@@ -85,9 +97,16 @@ def test_runs_refuse_a_grid_whose_descriptors_float32_cannot_hold_exactly():
 
 
 def test_short_fit_on_demo_data_checkpoints_and_reconstructs(make_cfg):
-    cfg = make_cfg("model=sparseconv", "representation=raw", "model.net.latent=250", "model.net.hop=50",
-                   "loss.terms.mse.normalized=true", "optimizer.weight_decay=0", "optimizer.lr=1e-3",
-                   "trainer.max_epochs=3")
+    cfg = make_cfg(
+        "model=sparseconv",
+        "representation=raw",
+        "model.net.latent=250",
+        "model.net.hop=50",
+        "loss.terms.mse.normalized=true",
+        "optimizer.weight_decay=0",
+        "optimizer.lr=1e-3",
+        "trainer.max_epochs=3",
+    )
     results = train(cfg)
     snr = [v for _, v in scalars(Path(results["tensorboard"]), "val/snr_db")]
     assert len(snr) == 3 and all(math.isfinite(v) for v in snr) and max(snr) > 3, snr

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import CONF, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
-
-from conftest import CONF, run_cli
 from test_train import assert_same_run, scalars
+
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.stream import StreamDataModule
-from aerecon.utils.errors import ConfigError, DataError, Stopped
 from aerecon.prepare import prepare
 from aerecon.train import train
+from aerecon.utils.errors import ConfigError, DataError, Stopped
 
 RATE, SECONDS = 2000, 0.5  # tests/conf/experiment/tiny.yaml's segments: 1000 samples
 SPLIT = {"train": 6, "val": 2, "test": 1}  # with split_seed 1: 11, 3 and 2 of the 16 songs
@@ -34,9 +34,20 @@ SPLIT = {"train": 6, "val": 2, "test": 1}  # with split_seed 1: 11, 3 and 2 of t
 def compose_prepare(root: Path, output: Path, cache: Path, *overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("prepare", overrides=[f"data.root={root}", f"output={output}", f"paths.cache_dir={cache}",
-                                            f"data.sample_rate={RATE}", f"data.segment_seconds={SECONDS}",
-                                            "data.split={train: 6, val: 2, test: 1}", "data.split_seed=1", "data.decode_workers=2", *overrides])
+        cfg = compose(
+            "prepare",
+            overrides=[
+                f"data.root={root}",
+                f"output={output}",
+                f"paths.cache_dir={cache}",
+                f"data.sample_rate={RATE}",
+                f"data.segment_seconds={SECONDS}",
+                "data.split={train: 6, val: 2, test: 1}",
+                "data.split_seed=1",
+                "data.decode_workers=2",
+                *overrides,
+            ],
+        )
     GlobalHydra.instance().clear()
     return cfg
 
@@ -51,8 +62,9 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     for i in range(16):
         t = np.arange(int(8000 * (2 + i % 3) + 137 * i)) / 8000
         tone = 0.3 * np.sin(2 * np.pi * (110 + 30 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
-        sf.write(music / "album" / f"song{i:02d}.flac", (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32),
-                 8000)
+        sf.write(
+            music / "album" / f"song{i:02d}.flac", (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32), 8000
+        )
     (music / "cover.jpg").write_bytes(b"not audio")
     paths = {"music": music, "prepared": base / "prepared", "cache": base / "cache"}
     prepare(compose_prepare(music, paths["prepared"], paths["cache"]))
@@ -60,16 +72,32 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 
 def folder_module(corpus, jitter: float, seed: int) -> AudioDataModule:
-    module = AudioDataModule(root=str(corpus["music"]), cache_dir=str(corpus["cache"]), sample_rate=RATE,
-                             segment_seconds=SECONDS, batch_size=4, split=SPLIT, split_seed=1, shuffle_seed=seed,
-                             jitter=jitter)
+    module = AudioDataModule(
+        root=str(corpus["music"]),
+        cache_dir=str(corpus["cache"]),
+        sample_rate=RATE,
+        segment_seconds=SECONDS,
+        batch_size=4,
+        split=SPLIT,
+        split_seed=1,
+        shuffle_seed=seed,
+        jitter=jitter,
+    )
     module.setup("fit")
     return module
 
 
 def stream_module(root, jitter: float, seed: int, **options) -> StreamDataModule:
-    module = StreamDataModule(root=str(root), sample_rate=RATE, segment_seconds=SECONDS, batch_size=4, num_workers=0,
-                              jitter=jitter, shuffle_seed=seed, **options)
+    module = StreamDataModule(
+        root=str(root),
+        sample_rate=RATE,
+        segment_seconds=SECONDS,
+        batch_size=4,
+        num_workers=0,
+        jitter=jitter,
+        shuffle_seed=seed,
+        **options,
+    )
     module.prepare_data()
     module.setup("fit")
     return module
@@ -110,13 +138,29 @@ def test_streamed_batches_hold_the_folder_segments_moved_by_the_same_jitter(corp
 
 
 def stream_cfg(make_cfg, root, *overrides: str, workers: int = 0):
-    cfg = make_cfg("model=fc", "optimizer.lr=3e-3", "trainer.max_epochs=3", "test=false",
-                   "callbacks.reconstruction_preview=null", *overrides)
+    cfg = make_cfg(
+        "model=fc",
+        "optimizer.lr=3e-3",
+        "trainer.max_epochs=3",
+        "test=false",
+        "callbacks.reconstruction_preview=null",
+        *overrides,
+    )
     with open_dict(cfg):
-        cfg.data = OmegaConf.create({"_target_": "aerecon.data.stream.StreamDataModule", "root": str(root),
-                                     "sample_rate": RATE, "segment_seconds": SECONDS, "batch_size": 4,
-                                     "num_workers": workers, "shuffle_seed": cfg.seed, "jitter": 0.5,
-                                     "cache_dir": str(Path(cfg.paths.root_dir) / "stream-cache"), "max_cache_gb": None})
+        cfg.data = OmegaConf.create(
+            {
+                "_target_": "aerecon.data.stream.StreamDataModule",
+                "root": str(root),
+                "sample_rate": RATE,
+                "segment_seconds": SECONDS,
+                "batch_size": 4,
+                "num_workers": workers,
+                "shuffle_seed": cfg.seed,
+                "jitter": 0.5,
+                "cache_dir": str(Path(cfg.paths.root_dir) / "stream-cache"),
+                "max_cache_gb": None,
+            }
+        )
     return cfg
 
 
@@ -126,8 +170,14 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_exactly(make_cfg, corpus, tmp_
     straight.paths.run_dir = str(tmp_path / "straight")
     train(straight)
 
-    stopped = stream_cfg(make_cfg, corpus["prepared"], "+callbacks.fault._target_=faults.SignalAt",
-                         "+callbacks.fault.epoch=1", "+callbacks.fault.batch=2", workers=workers)
+    stopped = stream_cfg(
+        make_cfg,
+        corpus["prepared"],
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=1",
+        "+callbacks.fault.batch=2",
+        workers=workers,
+    )
     stopped.paths.run_dir = str(tmp_path / "stopped")
     with pytest.raises(Stopped) as info:
         train(stopped)
@@ -163,15 +213,22 @@ def test_an_object_store_url_streams_through_the_chunk_cache(make_cfg, corpus, t
 
     # whole-song evaluation goes back to the songs the corpus was prepared from, in the same split
     ckpt = json.loads((tmp_path / "plain/results.json").read_text())["best_checkpoint"]
-    evaluated = run_cli(f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", "max_media_songs=0",
-                        cwd=tmp_path, shared={"cache_dir": corpus["cache"]}, app="aerecon.evaluate")
+    evaluated = run_cli(
+        f"ckpt_path={ckpt}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        "max_media_songs=0",
+        cwd=tmp_path,
+        shared={"cache_dir": corpus["cache"]},
+        app="aerecon.evaluate",
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     songs = json.loads((tmp_path / "eval/metrics.json").read_text())["songs"]
     assert sorted(songs) == sorted(song.name for song in folder_module(corpus, 0.0, 0).songs["test"])
 
 
 def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_rerun_only_what_is_missing(
-        corpus, tmp_path, monkeypatch):
+    corpus, tmp_path, monkeypatch
+):
     # LitData's `local:` stand-in, written through obstore as s3://, gs:// and azure:// are
     import aerecon.data.upload
 
@@ -195,8 +252,11 @@ def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_reru
     monkeypatch.setattr(aerecon.data.upload.obstore, "put", put)
     first = {p: p.stat().st_mtime_ns for p in bucket.rglob("*") if p.is_file()}
     prepare(cfg)  # a rerun: the corpus is staged already, and only what the store lacks is sent
-    files = {p.relative_to(staged): p.read_bytes() for p in staged.rglob("*") if p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(staged).parts)}  # the writer's own
+    files = {
+        p.relative_to(staged): p.read_bytes()
+        for p in staged.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(staged).parts)
+    }  # the writer's own
     assert {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()} == files
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in first.items())
     streamed = stream_module(f"local:{bucket}", jitter=0.5, seed=3, cache_dir=str(tmp_path / "c1"))
@@ -218,8 +278,11 @@ def test_prepare_to_an_object_store_sends_the_corpus_last_record_last_and_a_reru
     prepare(cfg)
     assert {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()} == files
     with pytest.raises(ConfigError, match=r"output=local:.* prepared with other settings \(margin: 0.5 there"):
-        prepare(compose_prepare(corpus["music"], f"local:{bucket}", corpus["cache"], "margin=0.25",
-                                f"staging={tmp_path / 'other'}"))
+        prepare(
+            compose_prepare(
+                corpus["music"], f"local:{bucket}", corpus["cache"], "margin=0.25", f"staging={tmp_path / 'other'}"
+            )
+        )
 
 
 def test_a_rerun_finishes_an_incomplete_split_and_keeps_the_complete_ones(corpus, tmp_path):
@@ -250,8 +313,11 @@ def test_bad_settings_are_one_clear_error(corpus, tmp_path):
             env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
             env.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
             env.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata request leaves the machine
-            prepare(compose_prepare(corpus["music"], "s3://bucket/prepared", corpus["cache"],
-                                    f"staging={tmp_path / 'staged'}"))
+            prepare(
+                compose_prepare(
+                    corpus["music"], "s3://bucket/prepared", corpus["cache"], f"staging={tmp_path / 'staged'}"
+                )
+            )
     with pytest.raises(ConfigError, match=r"prepared with other settings \(margin: 0.5 there, 0.25 now\)"):
         prepare(compose_prepare(corpus["music"], corpus["prepared"], corpus["cache"], "margin=0.25"))
     with pytest.raises(ConfigError, match="margin=2: must be a fraction of a segment from 0 to 1"):
@@ -259,8 +325,15 @@ def test_bad_settings_are_one_clear_error(corpus, tmp_path):
     with pytest.raises(ConfigError, match="margin='abc': must be a fraction of a segment"):
         prepare(compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"], "margin=abc"))
     streamed = compose_prepare(corpus["music"], tmp_path / "p", corpus["cache"])
-    streamed.data = OmegaConf.create({"_target_": "aerecon.data.stream.StreamDataModule", "root": str(corpus["music"]),
-                                      "sample_rate": RATE, "segment_seconds": SECONDS, "split_seed": 0})  # data=stream
+    streamed.data = OmegaConf.create(
+        {
+            "_target_": "aerecon.data.stream.StreamDataModule",
+            "root": str(corpus["music"]),
+            "sample_rate": RATE,
+            "segment_seconds": SECONDS,
+            "split_seed": 0,
+        }
+    )  # data=stream
     with pytest.raises(ConfigError, match="reads a folder of audio: data=folder"):
         prepare(streamed)
     with pytest.raises(ConfigError, match="output=/proc/prepared: cannot create it"):
@@ -293,23 +366,52 @@ def shards_rows(shards) -> Counter:
 
 
 def test_ddp_on_a_stream_stopped_mid_epoch_resumes_exactly(corpus, tmp_path):
-    common = ["data=stream", f"data.root={corpus['prepared']}", f"data.sample_rate={RATE}",
-              f"data.segment_seconds={SECONDS}", "data.batch_size=4", "data.num_workers=0", "data.jitter=0.5",
-              f"data.cache_dir={tmp_path / 'cache'}", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-              "model=fc", "model.net.latent=8", "optimizer.lr=3e-3", "trainer.max_epochs=3", "test=false",
-              "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "callbacks.model_summary=null",
-              "callbacks.reconstruction_preview=null", "budget_gb=null"]
+    common = [
+        "data=stream",
+        f"data.root={corpus['prepared']}",
+        f"data.sample_rate={RATE}",
+        f"data.segment_seconds={SECONDS}",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.jitter=0.5",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "model=fc",
+        "model.net.latent=8",
+        "optimizer.lr=3e-3",
+        "trainer.max_epochs=3",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+        "callbacks.model_summary=null",
+        "callbacks.reconstruction_preview=null",
+        "budget_gb=null",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
 
     def run(name: str, *extra: str, code: int = 0) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "aerecon.train", *common, *extra, f"hydra.run.dir={tmp_path / name}"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        done = subprocess.run(
+            [sys.executable, "-m", "aerecon.train", *common, *extra, f"hydra.run.dir={tmp_path / name}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert done.returncode == code, done.stderr[-3000:]
         return done
 
     run("straight")
-    stopped = run("stopped", "+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1",
-                  "+callbacks.fault.batch=1", "+callbacks.fault.rank=1", code=128 + signal.SIGTERM)
+    stopped = run(
+        "stopped",
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=1",
+        "+callbacks.fault.batch=1",
+        "+callbacks.fault.rank=1",
+        code=128 + signal.SIGTERM,
+    )
     assert "SIGTERM at epoch 1, batch 2" in stopped.stderr + stopped.stdout  # every rank stopped there
     run("stopped", f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}")
     assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=3)
@@ -343,14 +445,31 @@ def test_a_prepare_stopped_while_writing_chunks_stops_at_once_and_a_rerun_finish
     music = tmp_path / "music"
     for i in range(60):  # 480 segments of 0.5 s
         t = np.arange(4 * 8000) / 8000
-        sf.write(music / f"{i % 3}" / f"s{i:03d}.wav" if (music / f"{i % 3}").mkdir(parents=True, exist_ok=True)
-                 is None else None, (0.3 * np.sin(2 * np.pi * (100 + 7 * i) * t)).astype(np.float32), 8000)
-    args = [f"data.root={music}", f"paths.cache_dir={tmp_path / 'cache'}", f"data.sample_rate={RATE}",
-            f"data.segment_seconds={SECONDS}", "data.split={train: 6, val: 2, test: 1}", "chunk_megabytes=1",
-            "data.decode_workers=2"]
+        sf.write(
+            music / f"{i % 3}" / f"s{i:03d}.wav"
+            if (music / f"{i % 3}").mkdir(parents=True, exist_ok=True) is None
+            else None,
+            (0.3 * np.sin(2 * np.pi * (100 + 7 * i) * t)).astype(np.float32),
+            8000,
+        )
+    args = [
+        f"data.root={music}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"data.sample_rate={RATE}",
+        f"data.segment_seconds={SECONDS}",
+        "data.split={train: 6, val: 2, test: 1}",
+        "chunk_megabytes=1",
+        "data.decode_workers=2",
+    ]
     out = tmp_path / "stopped"
-    child = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, *args, f"output={out}"], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PREPARE, *args, f"output={out}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not list((out / "train").glob("chunk-*.bin")) and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
@@ -382,8 +501,10 @@ def test_a_prepare_stopped_while_writing_chunks_stops_at_once_and_a_rerun_finish
     whole = run_cli(*args, f"output={tmp_path / 'whole'}", cwd=tmp_path, app="aerecon.prepare")
     assert whole.returncode == 0, whole.stderr[-3000:]
     for split in ("train", "val"):
-        a, b = (getattr(stream_module(root, jitter=0.0, seed=0), f"{split}_dataloader")() for root in
-                (out, tmp_path / "whole"))
+        a, b = (
+            getattr(stream_module(root, jitter=0.0, seed=0), f"{split}_dataloader")()
+            for root in (out, tmp_path / "whole")
+        )
         assert rows(a) == rows(b) and sum(rows(a).values()) > 0  # the same segments as an uninterrupted prepare
 
 
@@ -394,11 +515,18 @@ def test_songs_added_after_preparing_are_prepared_by_a_rerun(corpus, tmp_path):
     prepare(cfg)
     for i in range(6):
         t = np.arange(3 * 8000) / 8000
-        sf.write(music / "album" / f"new{i}.flac", (0.2 * np.sin(2 * np.pi * (300 + 50 * i) * t)).astype(np.float32),
-                 8000)
+        sf.write(
+            music / "album" / f"new{i}.flac", (0.2 * np.sin(2 * np.pi * (300 + 50 * i) * t)).astype(np.float32), 8000
+        )
     prepare(cfg)
-    folder = AudioDataModule(root=str(music), cache_dir=str(corpus["cache"]), sample_rate=RATE,
-                             segment_seconds=SECONDS, split=SPLIT, split_seed=1)
+    folder = AudioDataModule(
+        root=str(music),
+        cache_dir=str(corpus["cache"]),
+        sample_rate=RATE,
+        segment_seconds=SECONDS,
+        split=SPLIT,
+        split_seed=1,
+    )
     folder.setup("fit")
     info = json.loads((tmp_path / "prepared" / "aerecon.json").read_text())
     for split in ("train", "val", "test"):
@@ -414,9 +542,12 @@ def test_prepare_never_replaces_what_it_did_not_write(corpus, tmp_path):
     for split in ("train", "val", "test"):
         (music / split).mkdir(parents=True)
         (music / split / "mine.flac").write_bytes(b"the user's song")
-    with pytest.raises(ConfigError, match=r"output=.*music holds test/, train/, val/, which aerecon-prepare did not "
-                                          r"write; it never replaces files it did not write: name a new or empty "
-                                          r"folder, e.g. output=.*music_prepared"):
+    with pytest.raises(
+        ConfigError,
+        match=r"output=.*music holds test/, train/, val/, which aerecon-prepare did not "
+        r"write; it never replaces files it did not write: name a new or empty "
+        r"folder, e.g. output=.*music_prepared",
+    ):
         prepare(compose_prepare(corpus["music"], music, corpus["cache"]))
     # a split folder without the record of a prepare that began writing it, beside a finished one's files
     done = tmp_path / "done"
@@ -454,8 +585,11 @@ def test_a_damaged_corpus_is_refused_naming_the_file_never_trained_on(corpus, tm
     chunk = sorted((damaged / "train").glob("chunk-*.bin"))[0]
     whole = chunk.read_bytes()
     chunk.write_bytes(whole[: len(whole) // 2])  # a partly copied chunk
-    with pytest.raises(DataError, match=rf"data.root=.*damaged is damaged: train/{chunk.name} holds {len(whole) // 2} "
-                                        rf"bytes, not the {len(whole)} it was written with; prepare it again"):
+    with pytest.raises(
+        DataError,
+        match=rf"data.root=.*damaged is damaged: train/{chunk.name} holds {len(whole) // 2} "
+        rf"bytes, not the {len(whole)} it was written with; prepare it again",
+    ):
         stream_module(damaged, jitter=0.0, seed=0)
     chunk.write_bytes(whole)
     (damaged / "train" / "index.json").unlink()
@@ -469,8 +603,9 @@ def test_a_damaged_corpus_is_refused_naming_the_file_never_trained_on(corpus, tm
     data[-100:] = bytes(100)
     chunk.write_bytes(bytes(data))
     for workers in (0, 2):
-        module = StreamDataModule(root=str(overwritten), sample_rate=RATE, segment_seconds=SECONDS, batch_size=4,
-                                  num_workers=workers)
+        module = StreamDataModule(
+            root=str(overwritten), sample_rate=RATE, segment_seconds=SECONDS, batch_size=4, num_workers=workers
+        )
         module.prepare_data()
         module.setup("fit")
         loader = module.train_dataloader()
@@ -479,7 +614,8 @@ def test_a_damaged_corpus_is_refused_naming_the_file_never_trained_on(corpus, tm
         assert message_of(caught.value) == (
             f"{chunk} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
             f"{__import__('hashlib').sha256(bytes(data)).hexdigest()[:12]}…, recorded "
-            f"{info['files'][f'train/{chunk.name}']['sha256'][:12]}…); prepare the corpus again")
+            f"{info['files'][f'train/{chunk.name}']['sha256'][:12]}…); prepare the corpus again"
+        )
 
 
 def test_an_object_store_rerun_after_a_song_changed_sends_every_changed_chunk(corpus, tmp_path):
@@ -494,8 +630,11 @@ def test_an_object_store_rerun_after_a_song_changed_sends_every_changed_chunk(co
         sf.write(song, -wave, rate)
     prepare(cfg)
     after = {p.relative_to(bucket): p.read_bytes() for p in bucket.rglob("*") if p.is_file()}
-    staged_files = {p.relative_to(staged): p.read_bytes() for p in staged.rglob("*") if p.is_file()
-                    and not any(part.startswith(".") for part in p.relative_to(staged).parts)}
+    staged_files = {
+        p.relative_to(staged): p.read_bytes()
+        for p in staged.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(staged).parts)
+    }
     assert after == staged_files
     changed = [name for name in after if name.suffix == ".bin" and after[name] != before.get(name)]
     assert changed and all(len(after[name]) == len(before[name]) for name in changed)  # sizes alone would miss them
@@ -507,7 +646,10 @@ def test_prepare_onto_a_disk_without_room_stops_before_writing_a_chunk(corpus, t
 
     output = tmp_path / "prepared"
     monkeypatch.setattr(preparing.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 2**20})())
-    with pytest.raises(DiskError, match=r"cannot write .*prepared/train \(No space left on device: its chunks need "
-                                        r"about \d+ MiB, 1 MiB are free\); free some space"):
+    with pytest.raises(
+        DiskError,
+        match=r"cannot write .*prepared/train \(No space left on device: its chunks need "
+        r"about \d+ MiB, 1 MiB are free\); free some space",
+    ):
         prepare(compose_prepare(corpus["music"], output, corpus["cache"]))
     assert not (output / "train").exists()

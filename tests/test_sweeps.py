@@ -1,12 +1,12 @@
 """Sweeps on Hydra's own engines: local parallel jobs (joblib), SLURM (submitit), Optuna search."""
 
 import yaml
+from conftest import CONF, TINY, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 import aerecon  # noqa: F401  (registers the ${cwd:} and ${pid:} resolvers the paths use)
-from conftest import CONF, TINY, run_cli
 
 
 def sweep_folder(tmp_path):
@@ -33,20 +33,35 @@ def test_optuna_search_minimises_the_val_loss_train_returns(tmp_path, shared_dir
     trials = [yaml.safe_load((run / "results.json").read_text()) for run in sorted(sweep.glob("*_fc"))]
     assert len(trials) == 2
     assert best["best_value"] == min(t["best"]["val/loss"] for t in trials)
-    assert set(best["best_params"]) == {"optimizer.lr", "model.net.latent"} and best["best_params"]["model.net.latent"] in (4, 8)
+    assert set(best["best_params"]) == {"optimizer.lr", "model.net.latent"} and best["best_params"][
+        "model.net.latent"
+    ] in (4, 8)
     assert 1e-5 <= best["best_params"]["optimizer.lr"] <= 1e-2
 
 
 def test_slurm_launcher_config_composes_and_builds(tmp_path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp",
-                                          "hydra.launcher.tasks_per_node=2", "hydra.launcher.gpus_per_node=2"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "trainer=ddp",
+                "hydra.launcher.tasks_per_node=2",
+                "hydra.launcher.gpus_per_node=2",
+            ],
+            return_hydra_config=True,
+        )
     GlobalHydra.instance().clear()
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.partition, launcher.timeout_min, launcher.tasks_per_node, launcher.gpus_per_node) == ("gpu", 720, 2, 2)
+    assert (launcher.partition, launcher.timeout_min, launcher.tasks_per_node, launcher.gpus_per_node) == (
+        "gpu",
+        720,
+        2,
+        2,
+    )
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.use_distributed_sampler is False
     assert launcher.submitit_folder.startswith(cfg.hydra.sweep.dir)
     built = instantiate(launcher, submitit_folder=str(tmp_path))  # builds the launcher; submits nothing

@@ -6,9 +6,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from aerecon.train import train
 from aerecon.training.checkpoint import AtomicCheckpointIO, load_checkpoint_config
 from aerecon.utils.errors import ConfigError, NumericalError
-from aerecon.train import train
 
 
 def scalars(tb_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -29,7 +29,8 @@ def test_fit_writes_checkpoints_with_config_and_tensorboard_metrics(make_cfg, mo
     for path in (ckpts / "last.ckpt", best):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         assert checkpoint["aerecon"]["config"]["model"]["net"]["_target_"].endswith(
-            {"fc": "FCAutoencoder", "conv": "ConvAutoencoder"}[model])
+            {"fc": "FCAutoencoder", "conv": "ConvAutoencoder"}[model]
+        )
         assert checkpoint["aerecon"]["config"]["data"]["sample_rate"] == 2000  # resolved, not interpolations
     assert load_checkpoint_config(best)["model_name"] == model
     tb = Path(results["tensorboard"])
@@ -41,15 +42,17 @@ def test_fit_writes_checkpoints_with_config_and_tensorboard_metrics(make_cfg, mo
     assert len(steps) == cfg.trainer.max_epochs * (len(steps) // cfg.trainer.max_epochs) and len(epochs) == 2
     per_epoch = len(steps) // cfg.trainer.max_epochs  # the tiny demo's batches are full: equal weights
     for e, (_, value) in enumerate(epochs):
-        assert value == pytest.approx(sum(v for _, v in steps[e * per_epoch:(e + 1) * per_epoch]) / per_epoch,
-                                      rel=1e-5)
+        assert value == pytest.approx(
+            sum(v for _, v in steps[e * per_epoch : (e + 1) * per_epoch]) / per_epoch, rel=1e-5
+        )
     hparams = yaml.safe_load((tb / "hparams.yaml").read_text())
     assert hparams["model"]["net"]["latent"] == 8 and hparams["optimizer"]["lr"] == 1e-4
     assert results["best"]["val/loss"] == pytest.approx(min(v for _, v in scalars(tb, "val/loss")))
     assert results["test"]["test/mse"] > 0
     # metrics are computed on time-domain waveforms: a silent output would give SNR 0 dB, MSE = signal power
     assert results["best"]["val/mse"] < 1.0 and results["best"]["val/rmse"] == pytest.approx(
-        results["best"]["val/mse"] ** 0.5, rel=1e-4)
+        results["best"]["val/mse"] ** 0.5, rel=1e-4
+    )
 
 
 def test_resume_is_exact(make_cfg, tmp_path):
@@ -103,8 +106,11 @@ def test_a_second_training_into_a_run_folder_in_use_is_refused(make_cfg, tmp_pat
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True)
     with FileLock(str(run_dir / ".run.lock")):  # as a training started first with the same hydra.run.dir holds it
-        with pytest.raises(ConfigError, match=r"run: another training is writing there now; wait for it to finish, "
-                                              r"or leave hydra.run.dir out"):
+        with pytest.raises(
+            ConfigError,
+            match=r"run: another training is writing there now; wait for it to finish, "
+            r"or leave hydra.run.dir out",
+        ):
             train(cfg)
     assert not (run_dir / "checkpoints").exists()
     assert train(cfg)["epochs"] == 1
@@ -114,9 +120,12 @@ def test_resume_refuses_a_different_config(make_cfg, tmp_path):
     cfg = make_cfg("trainer.max_epochs=1")
     train(cfg)
     other = make_cfg("model=conv", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}")
-    with pytest.raises(ConfigError, match=r"different config \(model\.net\._target_: aerecon\.models\.FCAutoencoder in the "
-                                          r"checkpoint, aerecon\.models\.ConvAutoencoder now;.*Resume with the original "
-                                          r"overrides: aerecon-train .*experiment=tiny"):
+    with pytest.raises(
+        ConfigError,
+        match=r"different config \(model\.net\._target_: aerecon\.models\.FCAutoencoder in the "
+        r"checkpoint, aerecon\.models\.ConvAutoencoder now;.*Resume with the original "
+        r"overrides: aerecon-train .*experiment=tiny",
+    ):
         train(other)
 
 
@@ -129,7 +138,9 @@ def test_ckpt_path_errors_are_clear(make_cfg, tmp_path):
         train(make_cfg(f"ckpt_path={foreign}"))
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00not a zip")
-    with pytest.raises(ConfigError, match="is not a PyTorch checkpoint \(it is not the zip archive torch.save writes\)"):
+    with pytest.raises(
+        ConfigError, match=r"is not a PyTorch checkpoint \(it is not the zip archive torch.save writes\)"
+    ):
         train(make_cfg(f"ckpt_path={garbage}"))
 
 
@@ -140,8 +151,13 @@ def test_other_representations_train(make_cfg, representation):
 
 
 def test_precision_and_gradient_checkpointing_options_train(make_cfg):
-    cfg = make_cfg("model=conv", "trainer.precision=bf16-mixed", "model.gradient_checkpointing=true",
-                   "trainer.max_epochs=1", "test=false")
+    cfg = make_cfg(
+        "model=conv",
+        "trainer.precision=bf16-mixed",
+        "model.gradient_checkpointing=true",
+        "trainer.max_epochs=1",
+        "test=false",
+    )
     results = train(cfg)
     assert torch.isfinite(torch.tensor(results["best"]["val/snr_db"]))
 
@@ -186,8 +202,11 @@ def test_a_failing_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
 
     from aerecon.utils.errors import DiskError
 
-    with pytest.raises(DiskError, match=f"cannot write the checkpoint {path} \\(No space left on device\\)\\. The "
-                                        f"checkpoints written before are whole; .* ckpt_path={path}"):
+    with pytest.raises(
+        DiskError,
+        match=f"cannot write the checkpoint {path} \\(No space left on device\\)\\. The "
+        f"checkpoints written before are whole; .* ckpt_path={path}",
+    ):
         io.save_checkpoint({"epoch": 2, "w": torch.zeros(100_000), "z": FailsMidWrite()}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
@@ -198,7 +217,9 @@ def test_training_writes_its_checkpoints_atomically(make_cfg, monkeypatch):
 
     written = []
     real = aerecon.training.checkpoint.atomic_write
-    monkeypatch.setattr(aerecon.training.checkpoint, "atomic_write", lambda target, write: (written.append(target), real(target, write)))
+    monkeypatch.setattr(
+        aerecon.training.checkpoint, "atomic_write", lambda target, write: (written.append(target), real(target, write))
+    )
     cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
     results = train(cfg)
     last, best = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt", Path(results["best_checkpoint"])
@@ -216,8 +237,13 @@ def test_best_and_last_checkpoints_share_storage_and_survive_each_other(make_cfg
     assert all(torch.equal(weights[k], v) for k, v in torch.load(last, weights_only=True)["state_dict"].items())
 
     # best (here: the highest val/loss, the first epoch) and last differ: two files
-    cfg = make_cfg("model=fc", "trainer.max_epochs=3", "test=false", "callbacks.model_checkpoint.monitor=epoch",
-                   "callbacks.early_stopping=null")  # the "best" epoch is the first
+    cfg = make_cfg(
+        "model=fc",
+        "trainer.max_epochs=3",
+        "test=false",
+        "callbacks.model_checkpoint.monitor=epoch",
+        "callbacks.early_stopping=null",
+    )  # the "best" epoch is the first
     cfg.paths.run_dir = str(tmp_path / "apart")
     results = train(cfg)
     last, best = tmp_path / "apart/checkpoints/last.ckpt", Path(results["best_checkpoint"])
@@ -234,8 +260,17 @@ def test_resume_says_how_the_songs_changed(make_cfg, tmp_path, caplog):
     t = np.arange(2 * 8000) / 8000
     for i in range(6):
         sf.write(music / f"song{i}.wav", 0.3 * np.sin(2 * np.pi * (100 + 20 * i) * t), 8000)
-    folder = ["data=folder", f"data.root={music}", "~data.num_songs", "~data.song_seconds", "~data.render_rate",
-              "data.split={train:1,val:1,test:1}", "data.num_workers=0", "model=fc", "test=false"]
+    folder = [
+        "data=folder",
+        f"data.root={music}",
+        "~data.num_songs",
+        "~data.song_seconds",
+        "~data.render_rate",
+        "data.split={train:1,val:1,test:1}",
+        "data.num_workers=0",
+        "model=fc",
+        "test=false",
+    ]
     cfg = make_cfg(*folder, "trainer.max_epochs=1")
     train(cfg)
     (music / "song5.wav").unlink()
@@ -296,10 +331,18 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_cfg
         real(target, write)
 
     monkeypatch.setattr(aerecon.training.checkpoint, "atomic_write", fills_up)
-    cfg = make_cfg("model=fc", "trainer.max_epochs=3", "test=false", "callbacks.model_checkpoint.monitor=step",
-                   "callbacks.model_checkpoint.mode=max")  # a new best every epoch
-    with pytest.raises(DiskError, match=r"cannot write the checkpoint .* \(No space left on device\)\. The checkpoints "
-                                        r"written before are whole; .* ckpt_path=.*last.ckpt"):
+    cfg = make_cfg(
+        "model=fc",
+        "trainer.max_epochs=3",
+        "test=false",
+        "callbacks.model_checkpoint.monitor=step",
+        "callbacks.model_checkpoint.mode=max",
+    )  # a new best every epoch
+    with pytest.raises(
+        DiskError,
+        match=r"cannot write the checkpoint .* \(No space left on device\)\. The checkpoints "
+        r"written before are whole; .* ckpt_path=.*last.ckpt",
+    ):
         train(cfg)
     last = Path(cfg.paths.run_dir) / "checkpoints/last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1 and not list(last.parent.glob("*.tmp"))
@@ -311,8 +354,8 @@ def test_a_full_disk_while_writing_tensorboard_logs_is_one_error_with_the_resume
 
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from aerecon.utils.errors import DiskError
     from aerecon.models import AutoencoderModule
+    from aerecon.utils.errors import DiskError
 
     full = {"on": False}
     real_write = RecordWriter.write
@@ -329,8 +372,11 @@ def test_a_full_disk_while_writing_tensorboard_logs_is_one_error_with_the_resume
     monkeypatch.setattr(AutoencoderModule, "on_train_epoch_start", on_train_epoch_start)
     cfg = make_cfg("model=fc", "trainer.max_epochs=4", "test=false")
     last = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
-    with pytest.raises(DiskError, match=r"cannot write \(No space left on device\)\. The checkpoints written before "
-                                        rf"are whole; free some space\. Resume with: aerecon-train .*ckpt_path={last}"):
+    with pytest.raises(
+        DiskError,
+        match=r"cannot write \(No space left on device\)\. The checkpoints written before "
+        rf"are whole; free some space\. Resume with: aerecon-train .*ckpt_path={last}",
+    ):
         train(cfg)
     assert torch.load(last, weights_only=True)["epoch"] >= 0
     assert not (Path(cfg.paths.run_dir) / "results.json").exists()
@@ -348,16 +394,23 @@ def test_a_full_disk_while_writing_results_is_one_error_with_the_resume_command(
     monkeypatch.setattr(aerecon.train, "atomic_write", fails)
     cfg = make_cfg("model=fc", "trainer.max_epochs=1", "test=false")
     run_dir = Path(cfg.paths.run_dir)
-    with pytest.raises(DiskError, match=rf"cannot write {run_dir / 'results.json'} \(No space left on device\)\. .* "
-                                        rf"Resume with: .*ckpt_path={run_dir / 'checkpoints/last.ckpt'}"):
+    with pytest.raises(
+        DiskError,
+        match=rf"cannot write {run_dir / 'results.json'} \(No space left on device\)\. .* "
+        rf"Resume with: .*ckpt_path={run_dir / 'checkpoints/last.ckpt'}",
+    ):
         train(cfg)
 
 
 def test_resuming_a_run_that_early_stopping_ended_says_so_and_trains_nothing(make_cfg, tmp_path, caplog):
     # val/loss falls as the model trains: with mode=max it never improves after the first epoch, so patience 1 ends
     # the run at epoch 1
-    stopping = ["callbacks.early_stopping.mode=max", "callbacks.early_stopping.patience=1",
-                "trainer.max_epochs=6", "test=false"]
+    stopping = [
+        "callbacks.early_stopping.mode=max",
+        "callbacks.early_stopping.patience=1",
+        "trainer.max_epochs=6",
+        "test=false",
+    ]
     first = train(make_cfg("model=fc", *stopping))
     assert first["epochs"] == 2
     last = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
@@ -393,8 +446,11 @@ def test_a_nan_validation_loss_stops_the_run_before_it_is_saved_as_the_best(make
     monkeypatch.setattr(aerecon.models.losses.F, "mse_loss", mse)
     monkeypatch.setattr(AutoencoderModule, "on_validation_epoch_start", on_validation_epoch_start)
     cfg = make_cfg("model=fc", "trainer.max_epochs=3")
-    with pytest.raises(NumericalError, match=r"val/loss became nan at epoch 1: .*optimizer\.lr.* The last good "
-                                             r"checkpoint is kept: .*last.ckpt"):
+    with pytest.raises(
+        NumericalError,
+        match=r"val/loss became nan at epoch 1: .*optimizer\.lr.* The last good "
+        r"checkpoint is kept: .*last.ckpt",
+    ):
         train(cfg)
     checkpoints = Path(cfg.paths.run_dir) / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
@@ -409,9 +465,14 @@ def test_resume_commands_paste_into_a_shell_as_they_are_printed():
 
     overrides = ["data=folder", "data.root=/home/me/my music", "data.split={train:1,val:1,test:0}", "ckpt_path=old"]
     command = resume_command(overrides, Path("/runs/a b/checkpoints/last.ckpt"), "trainer.max_epochs=4")
-    assert shlex.split(command) == ["aerecon-train", "data=folder", "data.root=/home/me/my music",
-                                    "data.split={train:1,val:1,test:0}", "trainer.max_epochs=4",
-                                    "ckpt_path=/runs/a b/checkpoints/last.ckpt"]
+    assert shlex.split(command) == [
+        "aerecon-train",
+        "data=folder",
+        "data.root=/home/me/my music",
+        "data.split={train:1,val:1,test:0}",
+        "trainer.max_epochs=4",
+        "ckpt_path=/runs/a b/checkpoints/last.ckpt",
+    ]
 
 
 def test_a_folder_that_holds_a_run_is_not_trained_into_again(make_cfg):
@@ -419,8 +480,11 @@ def test_a_folder_that_holds_a_run_is_not_trained_into_again(make_cfg):
     train(cfg)
     run = Path(cfg.paths.run_dir)
     before = (run / "results.json").read_bytes()
-    with pytest.raises(ConfigError, match=rf"{run} already holds a run .* resume it with "
-                                          rf"ckpt_path={run / 'checkpoints/last.ckpt'}"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"{run} already holds a run .* resume it with "
+        rf"ckpt_path={run / 'checkpoints/last.ckpt'}",
+    ):
         train(make_cfg("model=fc", "trainer.max_epochs=1", "test=false"))
     assert (run / "results.json").read_bytes() == before
 

@@ -37,8 +37,13 @@ def spectrum_figure(original, reconstruction, sample_rate: int, title: str = "")
     ax = fig.add_subplot()
     for mag, style in zip(mags, (ORIGINAL, RECONSTRUCTION)):
         ax.plot(freqs, 20 * np.log10(np.maximum(mag / peak, 1e-6)), linewidth=0.5, alpha=0.8, **style)
-    ax.set(xlabel="frequency (Hz)", ylabel="magnitude (dB)", title=f"Magnitude spectrum {title}".strip(),
-           xlim=(0, sample_rate / 2), ylim=(-100, 5))
+    ax.set(
+        xlabel="frequency (Hz)",
+        ylabel="magnitude (dB)",
+        title=f"Magnitude spectrum {title}".strip(),
+        xlim=(0, sample_rate / 2),
+        ylim=(-100, 5),
+    )
     ax.legend(loc="upper right")
     return fig
 
@@ -63,8 +68,9 @@ def spectrogram_figure(original, reconstruction, sample_rate: int, title: str = 
     return fig
 
 
-def seam_figure(original, stitched, butted, sample_rate: int, seam: int, width_ms: float = 25.0,
-                title: str = "") -> Figure:
+def seam_figure(
+    original, stitched, butted, sample_rate: int, seam: int, width_ms: float = 25.0, title: str = ""
+) -> Figure:
     """A close-up of one segment seam: butt-joined segments (the thesis) click, cross-faded do not."""
     half = max(1, int(width_ms / 1000 * sample_rate))
     lo, hi = max(0, seam - half), min(len(_np(original)), seam + half)
@@ -75,7 +81,10 @@ def seam_figure(original, stitched, butted, sample_rate: int, seam: int, width_m
     ax.plot(t, _np(butted)[lo:hi], linewidth=1.0, color="tab:red", label="butt-joined segments (thesis)")
     ax.plot(t, _np(stitched)[lo:hi], linewidth=1.0, color="tab:green", label="overlap-added segments (aerecon)")
     ax.axvline(0, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel=f"time from the seam at {seam / sample_rate:.2f} s (ms)", ylabel="amplitude",
-           title=f"Segment seam {title}".strip())
+    ax.set(
+        xlabel=f"time from the seam at {seam / sample_rate:.2f} s (ms)",
+        ylabel="amplitude",
+        title=f"Segment seam {title}".strip(),
+    )
     ax.legend(loc="upper right")
     return fig

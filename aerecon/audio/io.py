@@ -19,8 +19,9 @@ from aerecon.utils.files import atomic_write
 # soundfile (libsndfile) decodes these; FFmpeg (PyAV) the rest: AAC and ALAC in MP4 containers,
 # and the audio track of video files.
 SOUNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"})
-FFMPEG_EXTENSIONS = frozenset({".m4a", ".m4b", ".aac", ".alac", ".caf", ".mp4", ".m4v", ".mov", ".mkv", ".mka",
-                               ".webm", ".wma", ".wmv", ".avi"})
+FFMPEG_EXTENSIONS = frozenset(
+    {".m4a", ".m4b", ".aac", ".alac", ".caf", ".mp4", ".m4v", ".mov", ".mkv", ".mka", ".webm", ".wma", ".wmv", ".avi"}
+)
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 SILENCE_PEAK = 10 ** (-90 / 20)  # a file whose loudest sample is below -90 dBFS counts as silent
 ABSURD_PEAK = 1000.0  # 60 dB over full scale: a float file this loud is damaged, and would train as NaN
@@ -33,13 +34,16 @@ MAX_RATE, MIN_RATE, MAX_CHANNELS, MAX_HOURS = 768_000, 100, 64, 24
 def scan(root: Path) -> tuple[list[Path], dict[Path, str]]:
     """(audio files under `root` by extension, case-insensitive; every other file with why it is
     not used), both sorted. Symbolically linked folders are followed, once each: a link back into
-    a folder already scanned is reported, not followed, and so is a run folder of aerecon's. A file reached twice (a hard or symbolic
-    link to another) is used once. Pipes, sockets and devices are reported, never opened. Broken
-    links to audio files are listed as audio, so that their reason is reported with the decoding
-    failures."""
+    a folder already scanned is reported, not followed, and so is a run folder of aerecon's. A file
+    reached twice (a hard or symbolic link to another) is used once. Pipes, sockets and devices are
+    reported, never opened. Broken links to audio files are listed as audio, so that their reason is
+    reported with the decoding failures."""
     candidates, other, seen = [], {}, set()
-    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=lambda e: other.update(
-            {Path(e.filename): f"cannot read the folder ({e.strerror})"})):
+    for folder, subfolders, files in os.walk(
+        root,
+        followlinks=True,
+        onerror=lambda e: other.update({Path(e.filename): f"cannot read the folder ({e.strerror})"}),
+    ):
         identity = os.stat(folder)
         if (identity.st_dev, identity.st_ino) in seen:  # a link to a folder already scanned: a loop, or a twin
             other[Path(folder)] = f"a link to a folder already scanned ({Path(folder).resolve()}), not followed again"
@@ -94,8 +98,9 @@ def check_header(info) -> None:
     if not 1 <= info.channels <= MAX_CHANNELS:
         raise AudioError(f"its header claims {info.channels} channels (readable: 1 to {MAX_CHANNELS})")
     if info.frames > MAX_HOURS * 3600 * info.samplerate:
-        raise AudioError(f"its header claims {info.frames / info.samplerate / 3600:.0f} hours "
-                         f"(readable: up to {MAX_HOURS} hours)")
+        raise AudioError(
+            f"its header claims {info.frames / info.samplerate / 3600:.0f} hours (readable: up to {MAX_HOURS} hours)"
+        )
 
 
 BLOCK_FRAMES = 1 << 18  # frames decoded at a time
@@ -128,7 +133,9 @@ def _ffmpeg_frames(stack: ExitStack, f) -> tuple[int, Iterator[np.ndarray]]:
     layout = stream.codec_context.layout
     channels = len(layout.channels) if layout is not None else 0
     seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-    check_header(SimpleNamespace(samplerate=stream.rate or 0, channels=channels, frames=int(seconds * (stream.rate or 0))))
+    check_header(
+        SimpleNamespace(samplerate=stream.rate or 0, channels=channels, frames=int(seconds * (stream.rate or 0)))
+    )
 
     def frames():
         planar = av.AudioResampler(format="fltp")  # float, one row per channel, whatever the codec gives
@@ -160,7 +167,9 @@ def _checked(path: Path, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             raise AudioError(f"{path}: contains NaN or Inf samples")
         peak = max(peak, float(np.abs(mono).max()))
         if peak > ABSURD_PEAK:
-            raise AudioError(f"{path}: samples reach {peak:.3g}, over {ABSURD_PEAK:g} times full scale (a damaged float file?)")
+            raise AudioError(
+                f"{path}: samples reach {peak:.3g}, over {ABSURD_PEAK:g} times full scale (a damaged float file?)"
+            )
         count += len(mono)
         yield np.ascontiguousarray(mono)
     if count == 0:
@@ -215,9 +224,11 @@ def check_rates(source_rate: int, sample_rate: int) -> None:
     orig, new = source_rate // gcd, sample_rate // gcd
     width = math.ceil(6 * orig / (min(orig, new) * 0.99))
     if new * (orig + 2 * width) > MAX_RESAMPLE_TAPS:
-        raise AudioError(f"its sample rate, {source_rate} Hz, shares too small a factor with {sample_rate} Hz to "
-                         f"resample exactly ({new * (orig + 2 * width) * 4 / 2**30:.1f} GiB of filter); convert it to "
-                         f"a common rate (44100 or 48000 Hz) first")
+        raise AudioError(
+            f"its sample rate, {source_rate} Hz, shares too small a factor with {sample_rate} Hz to "
+            f"resample exactly ({new * (orig + 2 * width) * 4 / 2**30:.1f} GiB of filter); convert it to "
+            f"a common rate (44100 or 48000 Hz) first"
+        )
 
 
 def resample(mono: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:

@@ -33,12 +33,15 @@ class Stitcher:
         if window not in WINDOWS:
             raise ConfigError(f"window={window!r}: use one of {', '.join(WINDOWS)}")
         if window == "crossfade" and not 0.0 <= overlap <= 0.5:
-            raise ConfigError(f"overlap={overlap}: a crossfade window takes 0 (butt joins) to 0.5; "
-                              "for more, use window=notched")
+            raise ConfigError(
+                f"overlap={overlap}: a crossfade window takes 0 (butt joins) to 0.5; for more, use window=notched"
+            )
         if window == "notched" and not 1 <= notches <= segment // 4:
             raise ConfigError(f"notches={notches}: the notched window takes 1 to a quarter of the segment, e.g. 8")
         self.segment, self.window_name = segment, window
-        self.hop = max(1, segment - round(overlap * segment)) if window == "crossfade" else round(segment / (2 * notches))
+        self.hop = (
+            max(1, segment - round(overlap * segment)) if window == "crossfade" else round(segment / (2 * notches))
+        )
         self.lead = segment - self.hop  # silence around the song: every song sample gets full coverage
         t = torch.arange(segment, dtype=torch.float64) + 0.5
         if window == "notched":
@@ -61,15 +64,17 @@ class Stitcher:
         return sorted(edges)
 
     @torch.no_grad()
-    def __call__(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], song: torch.Tensor,
-                 batch_size: int = 40) -> torch.Tensor:
+    def __call__(
+        self, reconstruct: Callable[[torch.Tensor], torch.Tensor], song: torch.Tensor, batch_size: int = 40
+    ) -> torch.Tensor:
         """Reconstruct a 1-D song; `reconstruct` maps waveforms [B, 1, segment] to the same."""
         pieces = list(self.stream(reconstruct, [song], batch_size))
         return torch.cat(pieces) if pieces else song.new_zeros(0)
 
     @torch.no_grad()
-    def stream(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], blocks: Iterable[torch.Tensor],
-               batch_size: int = 40) -> Iterator[torch.Tensor]:
+    def stream(
+        self, reconstruct: Callable[[torch.Tensor], torch.Tensor], blocks: Iterable[torch.Tensor], batch_size: int = 40
+    ) -> Iterator[torch.Tensor]:
         """As `__call__`, for a song that arrives as consecutive 1-D blocks: yields its reconstruction
         as consecutive blocks, holding about one batch of segments, whatever the song's length.
         The batches and the order of the sums are those of one call on the whole song, so the two

@@ -8,11 +8,11 @@ entry appears only complete: it is written to a temporary file, fsynced, then re
 
 import contextlib
 import hashlib
+import logging
+import multiprocessing
 import os
 import shutil
 import signal
-import logging
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,8 +99,10 @@ class WaveformCache:
 
     def entry(self, source: Path) -> Path:
         stat = source.stat()
-        identity = (f"{CACHE_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{fingerprint(source, stat.st_size)}"
-                    f"|{self.sample_rate}|mono")
+        identity = (
+            f"{CACHE_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{fingerprint(source, stat.st_size)}"
+            f"|{self.sample_rate}|mono"
+        )
         return self.dir / f"{hashlib.sha1(os.fsencode(identity)).hexdigest()}.npy"  # any file name, UTF-8 or not
 
     def build(self, root: Path, sources: list[Path]) -> tuple[list[CachedSong], dict[Path, str]]:
@@ -115,8 +117,11 @@ class WaveformCache:
             if entry.exists() and (length := entry_length(entry)) is not None:
                 lengths[entry] = length
             elif entry.exists():
-                log.warning("The cache entry %s of %s is damaged (truncated or not a waveform); decoding it again",
-                            entry, source)
+                log.warning(
+                    "The cache entry %s of %s is damaged (truncated or not a waveform); decoding it again",
+                    entry,
+                    source,
+                )
                 with contextlib.suppress(OSError):  # a read-only cache: reported below, with the others
                     entry.unlink(missing_ok=True)
             (songs if entry.exists() else todo).append((source, entry))
@@ -170,9 +175,11 @@ class WaveformCache:
         needed = seconds * self.sample_rate * 4 / 2**20
         existing = next(folder for folder in (self.dir, *self.dir.parents) if folder.exists())
         free = shutil.disk_usage(existing).free / 2**20
-        return (f"cannot write the audio cache in {self.dir} ({error.strerror}): decoding these {len(sources)} files "
-                f"needs about {needed:,.1f} MB there ({free:,.0f} MB free). Point paths.cache_dir at a writable "
-                f"folder with room, e.g. paths.cache_dir=$HOME/.cache/aerecon")
+        return (
+            f"cannot write the audio cache in {self.dir} ({error.strerror}): decoding these {len(sources)} files "
+            f"needs about {needed:,.1f} MB there ({free:,.0f} MB free). Point paths.cache_dir at a writable "
+            f"folder with room, e.g. paths.cache_dir=$HOME/.cache/aerecon"
+        )
 
     def _decode_all(self, pairs: list[tuple[Path, Path]]) -> list[str | None]:
         progress = dict(total=len(pairs), desc=f"Caching audio at {self.sample_rate} Hz", unit="file")

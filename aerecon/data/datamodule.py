@@ -14,13 +14,20 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from aerecon.utils.config import segment_samples
 from aerecon.audio.io import AUDIO_EXTENSIONS, scan
 from aerecon.data.cache import CachedSong, WaveformCache
-from aerecon.data.loaders import (EpochShuffleSampler, ResumableLoader, ShardSampler, WorkerLoader, worker_init,
-                                  as_batch, rank_and_world)
+from aerecon.data.loaders import (
+    EpochShuffleSampler,
+    ResumableLoader,
+    ShardSampler,
+    WorkerLoader,
+    as_batch,
+    rank_and_world,
+    worker_init,
+)
 from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_splits, song_count
 from aerecon.data.synth import ensure_demo_dataset
+from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError, DataError
 from aerecon.utils.files import atomic_write
 from aerecon.utils.private_api import batches_done, loader_epoch
@@ -46,7 +53,9 @@ class AudioDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if root is None or not str(root):
-            raise ConfigError("data.root is not set: point it at a folder of audio, e.g. data=folder data.root=$HOME/music")
+            raise ConfigError(
+                "data.root is not set: point it at a folder of audio, e.g. data=folder data.root=$HOME/music"
+            )
         if sample_rate <= 0:
             raise ConfigError(f"data.sample_rate={sample_rate}: must be a positive rate in Hz, e.g. 4410")
         if segment_samples(sample_rate, segment_seconds) < 1:
@@ -54,18 +63,29 @@ class AudioDataModule(L.LightningDataModule):
         split = split or {"train": 1300, "val": 130, "test": 20}
         if isinstance(split, str):
             if split != "folders":
-                raise ConfigError(f"data.split={split}: use weights, e.g. {{train: 1300, val: 130, test: 20}}, "
-                                  f"or `folders` (train/, val/, test/ under data.root)")
-        elif (set(split) != set(SPLITS) or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in split.values())
-              or min(split.values()) < 0 or split["train"] <= 0 or split["val"] <= 0):
-            raise ConfigError(f"data.split={dict(split)}: needs train, val, test weights, e.g. "
-                              f"{{train: 1300, val: 130, test: 20}}, or `folders`")
+                raise ConfigError(
+                    f"data.split={split}: use weights, e.g. {{train: 1300, val: 130, test: 20}}, "
+                    f"or `folders` (train/, val/, test/ under data.root)"
+                )
+        elif (
+            set(split) != set(SPLITS)
+            or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in split.values())
+            or min(split.values()) < 0
+            or split["train"] <= 0
+            or split["val"] <= 0
+        ):
+            raise ConfigError(
+                f"data.split={dict(split)}: needs train, val, test weights, e.g. "
+                f"{{train: 1300, val: 130, test: 20}}, or `folders`"
+            )
         else:
             split = dict(split)
         self.root = Path(root).expanduser()
         if decode_workers is not None and decode_workers < 1:
-            raise ConfigError(f"data.decode_workers={decode_workers}: processes decoding audio, at least 1, e.g. 2 "
-                              f"(null: one per CPU core, at most 8)")
+            raise ConfigError(
+                f"data.decode_workers={decode_workers}: processes decoding audio, at least 1, e.g. 2 "
+                f"(null: one per CPU core, at most 8)"
+            )
         workers = decode_workers or min(8, os.cpu_count() or 1)
         self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate, workers)
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
@@ -100,8 +120,10 @@ class AudioDataModule(L.LightningDataModule):
                 log.warning("Skipping %s: %s", source, reason)
             self._report(songs)
             if not songs:
-                raise DataError(f"None of the {len(skipped)} audio files under {self.root} could be used"
-                                + (f"; why each was skipped: {self.report}" if self.report else ""))
+                raise DataError(
+                    f"None of the {len(skipped)} audio files under {self.root} could be used"
+                    + (f"; why each was skipped: {self.report}" if self.report else "")
+                )
             self._all_songs = songs
         return self._all_songs
 
@@ -110,18 +132,35 @@ class AudioDataModule(L.LightningDataModule):
         short = {s for s in songs if s.num_samples < self.segment_samples}
         seconds = sum(s.num_samples for s in songs) / self.sample_rate
         segment = self.segment_samples / self.sample_rate
-        log.info("Audio under %s: %d files used (%.1f min), %d of them shorter than one %g s segment "
-                 "(evaluated, not trained on), %d skipped, %d other files%s", self.root, len(songs), seconds / 60,
-                 len(short), segment, len(self.skipped), len(self.not_audio),
-                 f"; report: {self.report}" if self.report else "")
+        log.info(
+            "Audio under %s: %d files used (%.1f min), %d of them shorter than one %g s segment "
+            "(evaluated, not trained on), %d skipped, %d other files%s",
+            self.root,
+            len(songs),
+            seconds / 60,
+            len(short),
+            segment,
+            len(self.skipped),
+            len(self.not_audio),
+            f"; report: {self.report}" if self.report else "",
+        )
         if self.report is None:
             return
         rows = [("status", "seconds", "file", "reason")]
-        rows += [("short" if s in short else "used", f"{s.num_samples / self.sample_rate:.3f}", str(s.source),
-                  f"shorter than one {segment:g} s segment" if s in short else "") for s in songs]
+        rows += [
+            (
+                "short" if s in short else "used",
+                f"{s.num_samples / self.sample_rate:.3f}",
+                str(s.source),
+                f"shorter than one {segment:g} s segment" if s in short else "",
+            )
+            for s in songs
+        ]
         rows += [("skipped", "", source, reason) for source, reason in self.skipped.items()]
-        rows += [("not audio" if reason.startswith("not an audio file") else "skipped", "", str(path), reason)
-                 for path, reason in self.not_audio.items()]
+        rows += [
+            ("not audio" if reason.startswith("not an audio file") else "skipped", "", str(path), reason)
+            for path, reason in self.not_audio.items()
+        ]
         text = "".join("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n" for row in rows)
         self.report.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.report, lambda f: f.write(text.encode("utf-8", "backslashreplace")))
@@ -139,9 +178,15 @@ class AudioDataModule(L.LightningDataModule):
         added, removed = now.keys() - saved.keys(), saved.keys() - now.keys()
         changed = {name for name in now.keys() & saved.keys() if now[name] != saved[name]}
         if added or removed or changed:
-            log.warning("The songs under %s changed since this checkpoint was saved: %d added, %d removed, %d changed "
-                        "(e.g. %s). Training goes on with the songs there now; unchanged songs keep their split.",
-                        self.root, len(added), len(removed), len(changed), sorted(added | removed | changed)[0])
+            log.warning(
+                "The songs under %s changed since this checkpoint was saved: %d added, %d removed, %d changed "
+                "(e.g. %s). Training goes on with the songs there now; unchanged songs keep their split.",
+                self.root,
+                len(added),
+                len(removed),
+                len(changed),
+                sorted(added | removed | changed)[0],
+            )
 
     def all_songs(self) -> list[CachedSong]:
         """Every usable song under the root, whatever its split (e.g. to evaluate a new folder)."""
@@ -153,19 +198,24 @@ class AudioDataModule(L.LightningDataModule):
         songs = self._cached_songs()
         self.songs = {split: [] for split in SPLITS}
         # only songs of a segment or longer count towards every split having one
-        long = assign_splits([s.name for s in songs if s.num_samples >= self.segment_samples], self.split_weights,
-                             self.split_seed)
+        long = assign_splits(
+            [s.name for s in songs if s.num_samples >= self.segment_samples], self.split_weights, self.split_seed
+        )
         for song in songs:
             self.songs[long.get(song.name) or assign_split(song.name, self.split_weights, self.split_seed)].append(song)
-        self.datasets = {split: SegmentDataset(s, self.segment_samples, self.jitter if split == "train" else 0.0,
-                                               self.shuffle_seed)
-                         for split, s in self.songs.items()}
+        self.datasets = {
+            split: SegmentDataset(s, self.segment_samples, self.jitter if split == "train" else 0.0, self.shuffle_seed)
+            for split, s in self.songs.items()
+        }
         log.info("Songs / segments per split: %s", self.summary())
         seconds = f"{self.segment_samples / self.sample_rate:g} s"
         for split in ("train", "val"):
             if len(self.datasets[split]) == 0:
-                fix = ("Put songs in its folder" if self.split_weights == "folders" else
-                       f"It takes 3 songs of at least {seconds} (one each for train, val and test): add songs")
+                fix = (
+                    "Put songs in its folder"
+                    if self.split_weights == "folders"
+                    else f"It takes 3 songs of at least {seconds} (one each for train, val and test): add songs"
+                )
                 raise DataError(f"The {split} split of {self.root} has no {seconds} segments ({self.summary()}). {fix}")
 
     def summary(self) -> str:
@@ -179,14 +229,20 @@ class AudioDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        options = dict(batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=as_batch,
-                       persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                       worker_init_fn=worker_init,
-                       generator=torch.Generator().manual_seed(self.shuffle_seed))  # leaves the global RNG alone
+        options = dict(
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=as_batch,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            worker_init_fn=worker_init,
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
+        )  # leaves the global RNG alone
         if not shuffle:
             rank, world = rank_and_world()
-            return WorkerLoader(dataset, sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None,
-                              **options)
+            return WorkerLoader(
+                dataset, sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None, **options
+            )
         sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed, with_epoch=dataset.jitter > 0)
         return ResumableLoader(dataset, sampler=sampler, progress=self._batches_done, epoch=self._epoch, **options)
 
@@ -211,8 +267,9 @@ class AudioDataModule(L.LightningDataModule):
 class DemoDataModule(AudioDataModule):
     """AudioDataModule over the built-in demo tracks, rendered on first use."""
 
-    def __init__(self, num_songs: int = 160, song_seconds: float = 6.0, render_rate: int = 22050,
-                 render_seed: int = 0, **kwargs):
+    def __init__(
+        self, num_songs: int = 160, song_seconds: float = 6.0, render_rate: int = 22050, render_seed: int = 0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.demo = dict(num_songs=num_songs, seconds=song_seconds, sample_rate=render_rate, seed=render_seed)
 

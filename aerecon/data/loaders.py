@@ -10,6 +10,7 @@ from torch.utils.data import Sampler
 
 from aerecon.utils.private_api import WorkerLoader
 
+
 def as_batch(batch: torch.Tensor) -> torch.Tensor:
     """The loaders' collate_fn: SegmentDataset.__getitems__ already returns the stacked batch."""
     return batch
@@ -35,8 +36,9 @@ class EpochShuffleSampler(Sampler[int]):
     shards are disjoint except for at most world - 1 repeated segments, and cover the epoch.
     """
 
-    def __init__(self, size: int, seed: int, with_epoch: bool = False, rank: int | None = None,
-                 world: int | None = None):
+    def __init__(
+        self, size: int, seed: int, with_epoch: bool = False, rank: int | None = None, world: int | None = None
+    ):
         self.size, self.seed, self.epoch, self.with_epoch = size, seed, 0, with_epoch
         default_rank, default_world = rank_and_world()
         self.rank = default_rank if rank is None else rank

@@ -63,8 +63,10 @@ def assign_splits(names: list[str], weights: dict[str, float] | str, seed: int =
             continue
         low, high = bounds[split]
         donor = max(SPLITS, key=lambda s: (sum(v == s for v in splits.values()), -SPLITS.index(s)))
-        nearest = min((name for name, s in splits.items() if s == donor),
-                      key=lambda name: (max(low - position(name, seed), position(name, seed) - high, 0.0), name))
+        nearest = min(
+            (name for name, s in splits.items() if s == donor),
+            key=lambda name: (max(low - position(name, seed), position(name, seed) - high, 0.0), name),
+        )
         splits[nearest] = split
     return splits
 
@@ -91,8 +93,9 @@ class SegmentDataset(Dataset):
 
     def __init__(self, songs: list[CachedSong], segment_samples: int, jitter: float = 0.0, seed: int = 0):
         self.songs, self.segment_samples, self.jitter, self.seed = songs, segment_samples, jitter, seed
-        self.index = [(s, k * segment_samples) for s, song in enumerate(songs)
-                      for k in range(song.num_samples // segment_samples)]
+        self.index = [
+            (s, k * segment_samples) for s, song in enumerate(songs) for k in range(song.num_samples // segment_samples)
+        ]
         self._song = np.array([s for s, _ in self.index], dtype=np.int64)
         self._grid = np.array([offset for _, offset in self.index], dtype=np.int64)
         self._latest = np.array([songs[s].num_samples - segment_samples for s in self._song], dtype=np.int64)

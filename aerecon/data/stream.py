@@ -19,12 +19,11 @@ import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.serializers import NoHeaderNumpySerializer
 
-from aerecon.utils.config import segment_samples
-from aerecon.utils.files import is_url
 from aerecon.data.loaders import worker_init
 from aerecon.data.segments import SPLITS, jitter_shifts
+from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError, DataError, first_line
-from aerecon.utils.files import sha256
+from aerecon.utils.files import is_url, sha256
 from aerecon.utils.private_api import WorkerLoader, batch_buffer, loader_epoch
 
 log = logging.getLogger(__name__)
@@ -36,9 +35,11 @@ def read_info(root: str, cache_dir: str | None) -> dict:
     if not is_url(root):
         path = Path(root).expanduser() / INFO
         if not path.is_file():
-            raise DataError(f"data.root={root} is not a corpus prepared by aerecon-prepare (no {INFO}); prepare "
-                            f"it first: aerecon-prepare data.root={root} output={root.rstrip('/')}-prepared, "
-                            f"then train with data.root={root.rstrip('/')}-prepared")
+            raise DataError(
+                f"data.root={root} is not a corpus prepared by aerecon-prepare (no {INFO}); prepare "
+                f"it first: aerecon-prepare data.root={root} output={root.rstrip('/')}-prepared, "
+                f"then train with data.root={root.rstrip('/')}-prepared"
+            )
         info = json.loads(path.read_text())
     else:
         from litdata.streaming.downloader import get_downloader
@@ -49,11 +50,15 @@ def read_info(root: str, cache_dir: str | None) -> dict:
                 get_downloader(root, cache_dir or tmp, []).download_file(f"{root.rstrip('/')}/{INFO}", str(local))
                 info = json.loads(local.read_text())
             except Exception as error:  # every store's client raises its own types
-                raise DataError(f"data.root={root}: cannot read {INFO} there ({first_line(error)}); is it a corpus "
-                                f"prepared by aerecon-prepare, and are the store's credentials set?") from None
+                raise DataError(
+                    f"data.root={root}: cannot read {INFO} there ({first_line(error)}); is it a corpus "
+                    f"prepared by aerecon-prepare, and are the store's credentials set?"
+                ) from None
     if "splits" not in info:
-        raise DataError(f"data.root={root}: aerecon-prepare did not finish this corpus (it was stopped); run the same "
-                        f"aerecon-prepare command again to finish it")
+        raise DataError(
+            f"data.root={root}: aerecon-prepare did not finish this corpus (it was stopped); run the same "
+            f"aerecon-prepare command again to finish it"
+        )
     return info
 
 
@@ -84,10 +89,13 @@ def check_files(root: str, info: dict) -> None:
         path = Path(root) / name
         size = path.stat().st_size if path.is_file() else None
         if size != record["size"]:
-            found = ("is missing" if size is None else
-                     f"holds {size} bytes, not the {record['size']} it was written with")
-            raise DataError(f"data.root={root} is damaged: {name} {found}; prepare it again (aerecon-prepare into a "
-                            f"new folder, or the same command that wrote it)")
+            found = (
+                "is missing" if size is None else f"holds {size} bytes, not the {record['size']} it was written with"
+            )
+            raise DataError(
+                f"data.root={root} is damaged: {name} {found}; prepare it again (aerecon-prepare into a "
+                f"new folder, or the same command that wrote it)"
+            )
 
 
 class SegmentStream(StreamingDataset):
@@ -95,8 +103,15 @@ class SegmentStream(StreamingDataset):
     views of the mapped chunks, which `stack` copies into batches. Each chunk's SHA-256, when the
     corpus records one, is checked the first time a process reads from the chunk."""
 
-    def __init__(self, input_dir: str, segment_samples: int, size: int, jitter: float = 0.0,
-                 checksums: dict[str, str] | None = None, **kwargs):
+    def __init__(
+        self,
+        input_dir: str,
+        segment_samples: int,
+        size: int,
+        jitter: float = 0.0,
+        checksums: dict[str, str] | None = None,
+        **kwargs,
+    ):
         super().__init__(input_dir, serializers={"no_header_numpy": MappedWave()}, **kwargs)
         self.segment_samples, self.size, self.jitter = segment_samples, size, jitter
         self._shifts: tuple[int | None, np.ndarray | None] = (None, None)
@@ -110,8 +125,10 @@ class SegmentStream(StreamingDataset):
         if name in self.checksums:
             path = Path(self.input_dir.path) / name
             if (digest := sha256(path)) != self.checksums[name]:
-                raise DataError(f"{path} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
-                                f"{digest[:12]}…, recorded {self.checksums[name][:12]}…); prepare the corpus again")
+                raise DataError(
+                    f"{path} is damaged: its content differs from what aerecon-prepare wrote (SHA-256 "
+                    f"{digest[:12]}…, recorded {self.checksums[name][:12]}…); prepare the corpus again"
+                )
         self._checked.add(chunk)
 
     def shift(self, index: int) -> int:
@@ -164,13 +181,24 @@ class StreamLoader(WorkerLoader, StreamingDataLoader):
 
 
 class StreamDataModule(L.LightningDataModule):
-    def __init__(self, root: str | None, sample_rate: int = 4410, segment_seconds: float = 3.0,
-                 batch_size: int = 40, num_workers: int = 2, jitter: float = 0.0, shuffle_seed: int = 0,
-                 cache_dir: str | None = None, max_cache_gb: float | None = None):
+    def __init__(
+        self,
+        root: str | None,
+        sample_rate: int = 4410,
+        segment_seconds: float = 3.0,
+        batch_size: int = 40,
+        num_workers: int = 2,
+        jitter: float = 0.0,
+        shuffle_seed: int = 0,
+        cache_dir: str | None = None,
+        max_cache_gb: float | None = None,
+    ):
         super().__init__()
         if root is None or not str(root):
-            raise ConfigError("data.root is not set: point it at a corpus prepared by aerecon-prepare, e.g. "
-                              "data=stream data.root=$HOME/music-prepared (or s3://bucket/music-prepared)")
+            raise ConfigError(
+                "data.root is not set: point it at a corpus prepared by aerecon-prepare, e.g. "
+                "data=stream data.root=$HOME/music-prepared (or s3://bucket/music-prepared)"
+            )
         if not 0.0 <= jitter <= 1.0:
             raise ConfigError(f"data.jitter={jitter}: a fraction of a segment from 0 (the fixed grid) to 1, e.g. 0.5")
         self.root = str(root) if is_url(str(root)) else str(Path(root).expanduser().absolute())
@@ -193,17 +221,22 @@ class StreamDataModule(L.LightningDataModule):
                     f"data.root={self.root} holds {info.get('segment_samples')}-sample segments at "
                     f"{info.get('sample_rate')} Hz (prepared with data.sample_rate={info.get('sample_rate')} "
                     f"data.segment_seconds={info.get('segment_seconds')}); this run asks for {self.segment_samples} "
-                    f"at {self.sample_rate} Hz: set the same, or prepare again")
+                    f"at {self.sample_rate} Hz: set the same, or prepare again"
+                )
             if self.jitter > info["margin"] + 1e-9:
-                raise ConfigError(f"data.jitter={self.jitter}: the corpus at {self.root} keeps {info['margin']} of a "
-                                  f"segment either side (aerecon-prepare margin=); use data.jitter<={info['margin']}")
+                raise ConfigError(
+                    f"data.jitter={self.jitter}: the corpus at {self.root} keeps {info['margin']} of a "
+                    f"segment either side (aerecon-prepare margin=); use data.jitter<={info['margin']}"
+                )
             check_files(self.root, info)
             counts = {split: (c["songs"], c["segments"]) for split, c in info["splits"].items()}
             log.info("Streaming %s: songs / segments per split: %s", self.root, counts)
             for split in ("train", "val"):
                 if not info["splits"][split]["segments"]:
-                    raise DataError(f"The {split} split of {self.root} has no segments (songs / segments per split: "
-                                    f"{counts}); prepare it again with more songs or another data.split")
+                    raise DataError(
+                        f"The {split} split of {self.root} has no segments (songs / segments per split: "
+                        f"{counts}); prepare it again with more songs or another data.split"
+                    )
             self.info = info
         return self.info
 
@@ -212,8 +245,13 @@ class StreamDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("splits") not in (None, self._info()["splits"]):
-            log.warning("The corpus at %s changed since this checkpoint was saved (%s then, %s now): training goes on "
-                        "with the corpus there now", self.root, state["splits"], self._info()["splits"])
+            log.warning(
+                "The corpus at %s changed since this checkpoint was saved (%s then, %s now): training goes on "
+                "with the corpus there now",
+                self.root,
+                state["splits"],
+                self._info()["splits"],
+            )
 
     def _dataset(self, split: str) -> SegmentStream | list:
         size = self._info()["splits"][split]["segments"]
@@ -224,13 +262,24 @@ class StreamDataModule(L.LightningDataModule):
             root = f"{self.root.rstrip('/')}/{split}"
             cache = str(Path(self.cache_dir or tempfile.gettempdir()) / "aerecon-stream" / split)
         train = split == "train"  # training drops a remainder only under DDP, so that ranks take equal steps
-        checksums = {name.split("/", 1)[1]: record["sha256"] for name, record in self._info().get("files", {}).items()
-                     if name.startswith(f"{split}/")}
-        return SegmentStream(root, self.segment_samples, size, jitter=self.jitter if train else 0.0,
-                             checksums=checksums,
-                             shuffle=train, drop_last=None if train else False, seed=self.shuffle_seed, cache_dir=cache,
-                             batch_decode=False,  # LitData's "auto" decoded a window of these for every item
-                             max_cache_size=f"{self.max_cache_gb}GB" if self.max_cache_gb else None)
+        checksums = {
+            name.split("/", 1)[1]: record["sha256"]
+            for name, record in self._info().get("files", {}).items()
+            if name.startswith(f"{split}/")
+        }
+        return SegmentStream(
+            root,
+            self.segment_samples,
+            size,
+            jitter=self.jitter if train else 0.0,
+            checksums=checksums,
+            shuffle=train,
+            drop_last=None if train else False,
+            seed=self.shuffle_seed,
+            cache_dir=cache,
+            batch_decode=False,  # LitData's "auto" decoded a window of these for every item
+            max_cache_size=f"{self.max_cache_gb}GB" if self.max_cache_gb else None,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         # Built here, where DDP has started: LitData reads the ranks from torch.distributed.
@@ -246,8 +295,15 @@ class StreamDataModule(L.LightningDataModule):
             # passed for each batch: measurably more batches a second (experiments/bench_stream.py).
             # torch's shm manager removes what a killed process leaves.
             torch.multiprocessing.set_sharing_strategy("file_system")
-        return StreamLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=stack,
-                            pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init, epoch=self._epoch)
+        return StreamLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=stack,
+            pin_memory=torch.cuda.is_available(),
+            worker_init_fn=worker_init,
+            epoch=self._epoch,
+        )
 
     def _epoch(self) -> int | None:
         return loader_epoch(self.trainer)

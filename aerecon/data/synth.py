@@ -126,12 +126,20 @@ def render_track(index: int, seed: int, seconds: float, sr: int) -> tuple[np.nda
             for k, step in enumerate((0.0, 0.5)):
                 length = int(0.45 * beat * sr)
                 note = degree_note(chord + (0, 2, 4, 7)[(2 * in_bar + k) % 4], octave=3)
-                _add(music, 0.06 * _square(_midi_hz(note), length, sr, 5) * _decay(length, 0.15, sr),
-                     t + int(step * beat * sr))
+                _add(
+                    music,
+                    0.06 * _square(_midi_hz(note), length, sr, 5) * _decay(length, 0.15, sr),
+                    t + int(step * beat * sr),
+                )
     mix = 0.9 * drums + bass + music
     mix *= float(rng.uniform(0.5, 0.9)) / max(1e-9, np.abs(mix).max())  # varied loudness, no clipping
-    info = {"bpm": round(bpm, 2), "root_midi": root, "mode": "minor" if scale is MINOR else "major",
-            "backbeat": snare_kind, "top": top}
+    info = {
+        "bpm": round(bpm, 2),
+        "root_midi": root,
+        "mode": "minor" if scale is MINOR else "major",
+        "backbeat": snare_kind,
+        "top": top,
+    }
     return mix.astype(np.float32), info
 
 
@@ -157,8 +165,13 @@ def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate:
     lock, so an interrupted or concurrent first use never leaves a partial dataset.
     """
     root = Path(root)
-    spec = {"version": GENERATOR_VERSION, "num_songs": num_songs, "seconds": seconds,
-            "sample_rate": sample_rate, "seed": seed}
+    spec = {
+        "version": GENERATOR_VERSION,
+        "num_songs": num_songs,
+        "seconds": seconds,
+        "sample_rate": sample_rate,
+        "seed": seed,
+    }
     manifest = root / "manifest.json"
 
     def ready() -> bool:
@@ -166,10 +179,16 @@ def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate:
 
     def refuse_foreign() -> None:
         # Re-rendering replaces the folder: never do that to anything the demo did not make.
-        if root.is_symlink() or root.exists() and (not root.is_dir() or any(root.iterdir()) and not owned_by_demo(root)):
-            raise DataError(f"data.root={root} holds files but is not a demo dataset aerecon rendered (no {MARK} mark), "
-                            f"so the demo will not replace them. For your own audio use data=folder data.root={root}; "
-                            f"a demo folder from an older aerecon can be deleted, and it is rendered again")
+        if (
+            root.is_symlink()
+            or root.exists()
+            and (not root.is_dir() or any(root.iterdir()) and not owned_by_demo(root))
+        ):
+            raise DataError(
+                f"data.root={root} holds files but is not a demo dataset aerecon rendered (no {MARK} mark), "
+                f"so the demo will not replace them. For your own audio use data=folder data.root={root}; "
+                f"a demo folder from an older aerecon can be deleted, and it is rendered again"
+            )
 
     if ready():
         return root

@@ -29,15 +29,17 @@ def store(url: str):
     from obstore.store import LocalStore, from_url
 
     if url.startswith("local:"):
-        return LocalStore(prefix=Path(url[len("local:"):]).expanduser().absolute(), mkdir=True)
+        return LocalStore(prefix=Path(url[len("local:") :]).expanduser().absolute(), mkdir=True)
     if url.split("://", 1)[0] in ("s3", "s3a"):
         from obstore.auth.boto3 import Boto3CredentialProvider
 
         try:
             credentials = Boto3CredentialProvider()
         except ValueError:  # boto3 found none
-            raise DataError(f"{url}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
-                            f"AWS_ENDPOINT_URL for an S3-compatible store), or write them to ~/.aws/credentials") from None
+            raise DataError(
+                f"{url}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and "
+                f"AWS_ENDPOINT_URL for an S3-compatible store), or write them to ~/.aws/credentials"
+            ) from None
         return from_url(url, credential_provider=credentials)
     return from_url(url)
 
@@ -56,9 +58,14 @@ def upload(folder: Path, url: str, last: str) -> None:
     target = store(url)
     there = {meta["path"]: meta["size"] for batch in obstore.list(target) for meta in batch}
     # dot names are the writer's own (LitData's .checkpoints, aerecon-prepare's lock and this record)
-    files = sorted((path for path in folder.rglob("*")
-                    if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)),
-                   key=lambda path: (path.name == last, path.name == "index.json", str(path)))
+    files = sorted(
+        (
+            path
+            for path in folder.rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        ),
+        key=lambda path: (path.name == last, path.name == "index.json", str(path)),
+    )
     recorded = {name: r["sha256"] for name, r in json.loads((folder / last).read_text()).get("files", {}).items()}
     sent_record = folder / ".sent.json"
     sent_to = json.loads(sent_record.read_text()) if sent_record.is_file() else {}
@@ -66,9 +73,12 @@ def upload(folder: Path, url: str, last: str) -> None:
     in_store = {name: r["sha256"] for name, r in ((there and read_json(url, last)) or {}).get("files", {}).items()}
     names = {path: path.relative_to(folder).as_posix() for path in files}
     digests = {path: recorded.get(names[path]) or sha256(path) for path in files}
-    send = [path for path in files
-            if there.get(names[path]) != path.stat().st_size or digests[path] not in (in_store.get(names[path]),
-                                                                                       sent.get(names[path]))]
+    send = [
+        path
+        for path in files
+        if there.get(names[path]) != path.stat().st_size
+        or digests[path] not in (in_store.get(names[path]), sent.get(names[path]))
+    ]
     if not send:
         log.info("%s holds every file of %s already: nothing to send", url, folder)
         return

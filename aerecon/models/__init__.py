@@ -7,5 +7,16 @@ from aerecon.models.net import Net
 from aerecon.models.resconv import ResConvAutoencoder
 from aerecon.models.sparseconv import SparseConvAutoencoder
 
-__all__ = ["AutoencoderModule", "ConvAutoencoder", "FCAutoencoder", "FourierSparse", "FourierTopK", "LowpassRFFT", "Net",
-           "ResConvAutoencoder", "SparseConvAutoencoder", "VAEBottleneck", "VectorQuantizer"]
+__all__ = [
+    "AutoencoderModule",
+    "ConvAutoencoder",
+    "FCAutoencoder",
+    "FourierSparse",
+    "FourierTopK",
+    "LowpassRFFT",
+    "Net",
+    "ResConvAutoencoder",
+    "SparseConvAutoencoder",
+    "VAEBottleneck",
+    "VectorQuantizer",
+]

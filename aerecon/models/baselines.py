@@ -9,15 +9,15 @@ one epoch (`Net.fits`), checkpoint and evaluate like any model.
 
 import torch
 
-from aerecon.models.net import VALUE_BITS, Net, check_latent, position_bits
 from aerecon.audio.representation import RFFT
+from aerecon.models.net import VALUE_BITS, Net, check_latent, position_bits
 
 
 def packed_positions(bins: torch.Tensor, length: int) -> torch.Tensor:
     """Boolean mask over RFFT's packed layout [re0, re1, im1, ...] selecting the given bins."""
     mask = torch.zeros(length, dtype=torch.bool, device="cpu")  # cpu even under a meta device context
     for b in bins.tolist():
-        for position in ((0,) if b == 0 else (2 * b - 1, 2 * b)):
+        for position in (0,) if b == 0 else (2 * b - 1, 2 * b):
             if position < length:  # an even length's Nyquist bin has no imaginary slot
                 mask[position] = True
     return mask
@@ -124,5 +124,6 @@ class FourierSparse(SpectralBaseline):
         k = self.num_bins
         values, index = z[..., : 2 * k].unflatten(-1, (k, 2)), z[..., 2 * k :].round().long()
         bins = z.new_zeros(*z.shape[:-1], self.input_length // 2 + 1, 2).scatter(
-            -2, index.unsqueeze(-1).expand(*index.shape, 2), values)
+            -2, index.unsqueeze(-1).expand(*index.shape, 2), values
+        )
         return RFFT.pack(bins, self.input_length)

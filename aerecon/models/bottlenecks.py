@@ -24,8 +24,16 @@ class VectorQuantizer(nn.Module):
     Logs the codebook usage (fraction of codes used in the batch) and perplexity.
     """
 
-    def __init__(self, channels: int, codebook_size: int = 512, beta: float = 0.25, update: str = "ema",
-                 decay: float = 0.99, dead_threshold: float = 0.01, eps: float = 1e-5):
+    def __init__(
+        self,
+        channels: int,
+        codebook_size: int = 512,
+        beta: float = 0.25,
+        update: str = "ema",
+        decay: float = 0.99,
+        dead_threshold: float = 0.01,
+        eps: float = 1e-5,
+    ):
         super().__init__()
         if update not in ("ema", "loss"):
             raise ConfigError(f"model.bottleneck.update={update}: use ema or loss")

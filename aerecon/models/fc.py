@@ -11,8 +11,9 @@ class FCAutoencoder(Net):
     13230 -> 9800 -> 6500 -> 3300 -> 6500 -> 9800 -> 13230, 429,657,130 parameters.
     """
 
-    def __init__(self, input_length: int, hidden: list[int] = (9800, 6500), latent: int = 3300,
-                 weight_init: str = "pytorch"):
+    def __init__(
+        self, input_length: int, hidden: list[int] = (9800, 6500), latent: int = 3300, weight_init: str = "pytorch"
+    ):
         super().__init__()
         check_latent(latent, input_length)
         widths = [input_length, *hidden, latent]

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from aerecon.audio.stitch import Stitcher
 from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError
-from aerecon.audio.stitch import Stitcher
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -27,8 +27,9 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     except RuntimeError as error:
         raise ConfigError(f"device={device}: {error}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device}: this torch sees no GPU here (make doctor says why); use device=cpu "
-                          f"or device=auto")
+        raise ConfigError(
+            f"device={device}: this torch sees no GPU here (make doctor says why); use device=cpu or device=auto"
+        )
     return device
 
 
@@ -50,9 +51,11 @@ class Autoencoder:
         self.code_bits = self.module.code_bits()
 
     def __repr__(self) -> str:
-        return (f"Autoencoder({type(self.module.net).__name__}, sample_rate={self.sample_rate}, "
-                f"segment_samples={self.segment_samples}, latent_size={self.latent_size}, code_bits={self.code_bits}, "
-                f"device={self.device})")
+        return (
+            f"Autoencoder({type(self.module.net).__name__}, sample_rate={self.sample_rate}, "
+            f"segment_samples={self.segment_samples}, latent_size={self.latent_size}, code_bits={self.code_bits}, "
+            f"device={self.device})"
+        )
 
     def _tensor(self, x, what: str, shape: tuple) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
@@ -75,8 +78,9 @@ class Autoencoder:
         return self.module.representation.decode(self.module.decode(latent).float())
 
     @torch.no_grad()
-    def reconstruct(self, wave, window: str = "notched", notches: int = 8, overlap: float = 0.5,
-                    batch_size: int = 40) -> torch.Tensor:
+    def reconstruct(
+        self, wave, window: str = "notched", notches: int = 8, overlap: float = 0.5, batch_size: int = 40
+    ) -> torch.Tensor:
         """A mono waveform of any length at `sample_rate` -> its reconstruction, the same length.
 
         Overlapping segments are reconstructed `batch_size` at a time and overlap-added
@@ -87,8 +91,9 @@ class Autoencoder:
         return stitcher(self.module.reconstruct, wave, batch_size).cpu()
 
     @torch.no_grad()
-    def reconstruct_stream(self, blocks: Iterable, window: str = "notched", notches: int = 8,
-                           overlap: float = 0.5, batch_size: int = 40) -> Iterator[torch.Tensor]:
+    def reconstruct_stream(
+        self, blocks: Iterable, window: str = "notched", notches: int = 8, overlap: float = 0.5, batch_size: int = 40
+    ) -> Iterator[torch.Tensor]:
         """`reconstruct` for a song that arrives as consecutive 1-D blocks at `sample_rate` (a file
         read a block at a time): yields the reconstruction as consecutive blocks, equal to
         `reconstruct` on the whole song, holding about one batch of segments at a time."""

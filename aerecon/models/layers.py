@@ -29,8 +29,12 @@ def init_weights(encoder: nn.Module, decoder: nn.Module, scheme: str) -> None:
         raise ConfigError(f"model.net.weight_init={scheme!r}: use one of {', '.join(WEIGHT_INITS)}")
     if scheme == "pytorch":
         return
-    layers = [m for part in (encoder, decoder) for m in part.modules()
-              if isinstance(m, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d))]
+    layers = [
+        m
+        for part in (encoder, decoder)
+        for m in part.modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d))
+    ]
     for layer in layers:
         # A transposed conv's weight is [in, out, k]: each output sums over its inputs, PyTorch's fan_out.
         mode = "fan_out" if isinstance(layer, nn.ConvTranspose1d) else "fan_in"
@@ -76,9 +80,10 @@ class ResidualUnit(nn.Module):
     def __init__(self, channels: int, dilation: int, kernel_size: int = 7, act: str = "snake"):
         super().__init__()
         self.block = nn.Sequential(
-            activation(act, channels), nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
-                                                 padding=(kernel_size - 1) * dilation // 2),
-            activation(act, channels), nn.Conv1d(channels, channels, 1),
+            activation(act, channels),
+            nn.Conv1d(channels, channels, kernel_size, dilation=dilation, padding=(kernel_size - 1) * dilation // 2),
+            activation(act, channels),
+            nn.Conv1d(channels, channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

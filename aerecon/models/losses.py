@@ -46,8 +46,9 @@ class MultiResolutionSTFTLoss(nn.Module):
 
     def _magnitude(self, x: torch.Tensor, n_fft: int) -> torch.Tensor:
         window = torch.hann_window(n_fft, device=x.device)
-        spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), n_fft, hop_length=n_fft // 4, window=window,
-                          return_complex=True)
+        spec = torch.stft(
+            x.reshape(-1, x.shape[-1]).float(), n_fft, hop_length=n_fft // 4, window=window, return_complex=True
+        )
         return spec.abs()
 
     def forward(self, output, target, output_wave=None, target_wave=None) -> dict[str, torch.Tensor]:
@@ -74,8 +75,10 @@ class WeightedSum(nn.Module):
         weights = dict(weights or {})
         unknown = set(weights) - set(terms)
         if unknown:
-            raise ConfigError(f"loss.weights names {sorted(unknown)}, which are not among the terms {sorted(terms)}; "
-                              f"e.g. loss=mse_stft loss.weights.stft=0.1")
+            raise ConfigError(
+                f"loss.weights names {sorted(unknown)}, which are not among the terms {sorted(terms)}; "
+                f"e.g. loss=mse_stft loss.weights.stft=0.1"
+            )
         self.terms = nn.ModuleDict(terms)
         self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
 

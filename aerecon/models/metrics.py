@@ -91,8 +91,12 @@ class SeamExcess(Metric):
         return ratio_db(self.rec_seam, self.rec_rest) - ratio_db(self.ref_seam, self.ref_rest)
 
 
-def band_snr_db(reference: torch.Tensor, reconstruction: torch.Tensor, sample_rate: int,
-                bands: dict[str, tuple[float, float]] = BANDS) -> dict[str, float]:
+def band_snr_db(
+    reference: torch.Tensor,
+    reconstruction: torch.Tensor,
+    sample_rate: int,
+    bands: dict[str, tuple[float, float]] = BANDS,
+) -> dict[str, float]:
     """SNR within each frequency band (Parseval on the whole signal's RFFT); NaN for a silent band."""
     ref = torch.fft.rfft(reference.double())
     err = ref - torch.fft.rfft(reconstruction.double())
@@ -105,8 +109,9 @@ def band_snr_db(reference: torch.Tensor, reconstruction: torch.Tensor, sample_ra
     return out
 
 
-def log_spectral_distance(reference: torch.Tensor, reconstruction: torch.Tensor, n_fft: int = 256,
-                          eps: float = 1e-10) -> float:
+def log_spectral_distance(
+    reference: torch.Tensor, reconstruction: torch.Tensor, n_fft: int = 256, eps: float = 1e-10
+) -> float:
     """Mean over frames of the RMS over frequency of 10*log10(P_ref / P_rec), in dB."""
     window = torch.hann_window(n_fft, device=reference.device, dtype=torch.float64)
 
@@ -120,8 +125,9 @@ def log_spectral_distance(reference: torch.Tensor, reconstruction: torch.Tensor,
 _STFT = MultiResolutionSTFTLoss()
 
 
-def song_metrics(reference: torch.Tensor, reconstruction: torch.Tensor, sample_rate: int,
-                 seams: list[int]) -> dict[str, float]:
+def song_metrics(
+    reference: torch.Tensor, reconstruction: torch.Tensor, sample_rate: int, seams: list[int]
+) -> dict[str, float]:
     """Every evaluation metric for one whole song (1-D waveforms of equal length)."""
     ref, rec = reference.float(), reconstruction.float()
     error = rec - ref

@@ -13,15 +13,15 @@ import lightning as L
 import torch
 from torch import nn
 
+from aerecon.audio.representation import RFFT, Representation
+from aerecon.models.bottlenecks import VectorQuantizer
+from aerecon.models.layers import Checkpointed
+from aerecon.models.losses import MSELoss, WeightedSum
+from aerecon.models.metrics import waveform_metrics
+from aerecon.models.net import Net, position_bits
 from aerecon.models.upgrade import upgrade_state_dict
 from aerecon.utils.errors import ConfigError, NumericalError
 from aerecon.utils.private_api import attached_trainer
-from aerecon.models.losses import MSELoss, WeightedSum
-from aerecon.models.metrics import waveform_metrics
-from aerecon.models.layers import Checkpointed
-from aerecon.models.bottlenecks import VectorQuantizer
-from aerecon.models.net import Net, position_bits
-from aerecon.audio.representation import RFFT, Representation
 
 
 class AutoencoderModule(L.LightningModule):
@@ -38,8 +38,9 @@ class AutoencoderModule(L.LightningModule):
         super().__init__()
         # Plain values only: the checkpoint stays loadable with weights_only=True. The full
         # resolved config (net, representation, optimizer, ...) rides in the checkpoint separately.
-        self.save_hyperparameters(ignore=["net", "representation", "optimizer", "scheduler", "loss", "bottleneck"],
-                                  logger=False)
+        self.save_hyperparameters(
+            ignore=["net", "representation", "optimizer", "scheduler", "loss", "bottleneck"], logger=False
+        )
         self.net = net
         self.representation = representation or RFFT()
         if net.representation is not None and not isinstance(self.representation, net.representation):
@@ -47,8 +48,10 @@ class AutoencoderModule(L.LightningModule):
         self.bottleneck: nn.Module | None = None
         if bottleneck is not None:
             if not net.takes_bottleneck:
-                raise ConfigError(f"{type(net).__name__} has no [channels, frames] latent for a bottleneck: "
-                                  f"use model=resconv with bottleneck=vq or bottleneck=vae")
+                raise ConfigError(
+                    f"{type(net).__name__} has no [channels, frames] latent for a bottleneck: "
+                    f"use model=resconv with bottleneck=vq or bottleneck=vae"
+                )
             self.bottleneck = bottleneck(channels=net.latent_shape[0])
         self.input_length = net.input_length
         self.loss = loss or WeightedSum({"mse": MSELoss()})
@@ -133,11 +136,13 @@ class AutoencoderModule(L.LightningModule):
         if stage == "train":
             self._log_train(values, len(wave))
         else:  # averaged across DDP ranks (early stopping and checkpointing must see one value on every rank)
-            self.log(f"{stage}/loss", values.pop("loss"), on_epoch=True, prog_bar=True, batch_size=len(wave),
-                     sync_dist=True)
+            self.log(
+                f"{stage}/loss", values.pop("loss"), on_epoch=True, prog_bar=True, batch_size=len(wave), sync_dist=True
+            )
             if values:
-                self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, on_epoch=True, batch_size=len(wave),
-                              sync_dist=True)
+                self.log_dict(
+                    {f"{stage}/{k}": v for k, v in values.items()}, on_epoch=True, batch_size=len(wave), sync_dist=True
+                )
         return total, reconstruction
 
     def _log_train(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
@@ -160,8 +165,9 @@ class AutoencoderModule(L.LightningModule):
         trainer = attached_trainer(self)
         every = trainer.log_every_n_steps if trainer is not None else 1
         if self.global_step % every == 0:
-            self.log_dict({f"train/{k}_step": v for k, v in values.items()}, on_step=True, on_epoch=False,
-                          batch_size=batch_size)
+            self.log_dict(
+                {f"train/{k}_step": v for k, v in values.items()}, on_step=True, on_epoch=False, batch_size=batch_size
+            )
 
     def latest_train_loss(self) -> float | None:
         """The last training batch's loss (for the progress bar), or None before the first."""
@@ -173,15 +179,22 @@ class AutoencoderModule(L.LightningModule):
             self.trainer.should_stop = True  # one pass is all a fitted network needs
             return
         if self._train_seen and self._train_epoch == self.current_epoch:
-            self.log_dict({f"train/{k}_epoch": v / self._train_seen for k, v in self._train_sums.items()},
-                          on_step=False, on_epoch=True, sync_dist=True)
+            self.log_dict(
+                {f"train/{k}_epoch": v / self._train_seen for k, v in self._train_sums.items()},
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Every rank saves (only rank 0 writes), so under DDP each rank's sums ride in the one file.
         names = sorted(self._train_sums)
         mine = torch.tensor([self._train_seen, *(float(self._train_sums[k]) for k in names)], dtype=torch.float64)
-        ranks = self.all_gather(mine.to(self.device)).view(-1, len(names) + 1).cpu() if self._world_size() > 1 \
+        ranks = (
+            self.all_gather(mine.to(self.device)).view(-1, len(names) + 1).cpu()
+            if self._world_size() > 1
             else mine[None]
+        )
         checkpoint["aerecon_train_sums"] = {
             "epoch": self._train_epoch,
             "ranks": [{"seen": int(r[0]), "sums": dict(zip(names, r[1:].tolist()))} for r in ranks],
@@ -211,8 +224,9 @@ class AutoencoderModule(L.LightningModule):
             return None
         loss = self._loss(wave, "train")[0]
         if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
-            raise self.divergence(f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
-                                  f"step {self.global_step}")
+            raise self.divergence(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}"
+            )
         return loss
 
     def divergence(self, event: str) -> NumericalError:
@@ -222,8 +236,10 @@ class AutoencoderModule(L.LightningModule):
         last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer else ""
         precision = str(trainer.precision) if trainer else "32-true"
         lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")  # hydra's partial optimizer
-        remedies = [f"a lower learning rate (optimizer.lr{f' is {lr:g}' if lr else ''})",
-                    "gradient clipping (trainer.gradient_clip_val=1.0)"]
+        remedies = [
+            f"a lower learning rate (optimizer.lr{f' is {lr:g}' if lr else ''})",
+            "gradient clipping (trainer.gradient_clip_val=1.0)",
+        ]
         if precision != "32-true":
             remedies.append(f"full precision (trainer.precision=32-true instead of {precision})")
         return NumericalError(

@@ -7,7 +7,6 @@ from torch import nn
 
 from aerecon.utils.errors import ConfigError
 
-
 VALUE_BITS = 32  # codes hold float32 values
 
 

@@ -4,11 +4,11 @@ import math
 
 from torch import nn
 
-from aerecon.utils.errors import ConfigError
 from aerecon.models.conv import conv_lengths, output_padding
 from aerecon.models.layers import Checkpointed, ResidualUnit
 from aerecon.models.layers import activation as activation_layer
 from aerecon.models.net import Net, check_latent
+from aerecon.utils.errors import ConfigError
 
 
 class ResConvAutoencoder(Net):
@@ -28,18 +28,30 @@ class ResConvAutoencoder(Net):
 
     takes_bottleneck = True
 
-    def __init__(self, input_length: int, channels: list[int] = (16, 32, 64, 128, 256),
-                 strides: list[int] = (2, 2, 2, 2), latent: int = 3300, latent_channels: int = 4,
-                 kernel_size: int = 7, dilations: list[int] = (1, 3, 9), activation: str = "snake"):
+    def __init__(
+        self,
+        input_length: int,
+        channels: list[int] = (16, 32, 64, 128, 256),
+        strides: list[int] = (2, 2, 2, 2),
+        latent: int = 3300,
+        latent_channels: int = 4,
+        kernel_size: int = 7,
+        dilations: list[int] = (1, 3, 9),
+        activation: str = "snake",
+    ):
         super().__init__()
         channels, strides = list(channels), list(strides)
         if len(channels) != len(strides) + 1:
-            raise ConfigError(f"model.net.channels={channels} needs one entry more than model.net.strides={strides}, "
-                              f"e.g. channels=[16,32,64,128,256] strides=[2,2,2,2]")
+            raise ConfigError(
+                f"model.net.channels={channels} needs one entry more than model.net.strides={strides}, "
+                f"e.g. channels=[16,32,64,128,256] strides=[2,2,2,2]"
+            )
         check_latent(latent, input_length)
         if latent % latent_channels:
-            raise ConfigError(f"model.net.latent={latent} is not a whole number of frames of "
-                              f"model.net.latent_channels={latent_channels}; e.g. latent=3300 latent_channels=4")
+            raise ConfigError(
+                f"model.net.latent={latent} is not a whole number of frames of "
+                f"model.net.latent_channels={latent_channels}; e.g. latent=3300 latent_channels=4"
+            )
         frames = latent // latent_channels
         lengths = [input_length]
         for s in strides:
@@ -62,20 +74,32 @@ class ResConvAutoencoder(Net):
         down = [nn.Conv1d(1, channels[0], kernel_size, padding=kernel_size // 2)]
         up = []
         for i, s in enumerate(strides):
-            down += [*units(channels[i]), act(channels[i]),
-                     nn.Conv1d(channels[i], channels[i + 1], 2 * s, s, math.ceil(s / 2))]
+            down += [
+                *units(channels[i]),
+                act(channels[i]),
+                nn.Conv1d(channels[i], channels[i + 1], 2 * s, s, math.ceil(s / 2)),
+            ]
         for i in reversed(range(len(strides))):
             s, p = strides[i], math.ceil(strides[i] / 2)
-            up += [act(channels[i + 1]),
-                   nn.ConvTranspose1d(channels[i + 1], channels[i], 2 * s, s, p,
-                                      output_padding=output_padding(lengths[i], lengths[i + 1], 2 * s, s, p)),
-                   *units(channels[i])]
+            up += [
+                act(channels[i + 1]),
+                nn.ConvTranspose1d(
+                    channels[i + 1],
+                    channels[i],
+                    2 * s,
+                    s,
+                    p,
+                    output_padding=output_padding(lengths[i], lengths[i + 1], 2 * s, s, p),
+                ),
+                *units(channels[i]),
+            ]
         self.encoder = nn.Sequential(
             Checkpointed(*down, *units(channels[-1])), act(channels[-1]), nn.Conv1d(channels[-1], latent_channels, fit)
         )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose1d(latent_channels, channels[-1], fit), Checkpointed(*units(channels[-1]), *up),
-            act(channels[0]), nn.Conv1d(channels[0], 1, kernel_size, padding=kernel_size // 2),
+            nn.ConvTranspose1d(latent_channels, channels[-1], fit),
+            Checkpointed(*units(channels[-1]), *up),
+            act(channels[0]),
+            nn.Conv1d(channels[0], 1, kernel_size, padding=kernel_size // 2),
         )
         self.input_length, self.latent_shape = input_length, (latent_channels, frames)
-

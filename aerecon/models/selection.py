@@ -68,8 +68,11 @@ class Runs(nn.Module):
         # above the total energy over the budget, fewer numbers are kept than fit, as each kept run
         # holds more energy than its price.
         budget = self.numbers - 1
-        low = (flat.topk(budget, 1).values[:, -1] / 2 if budget < c * t
-               else torch.zeros_like(flat[:, 0])).clamp_min(tiny).log()
+        low = (
+            (flat.topk(budget, 1).values[:, -1] / 2 if budget < c * t else torch.zeros_like(flat[:, 0]))
+            .clamp_min(tiny)
+            .log()
+        )
         high = torch.maximum((flat.sum(1) / max(budget, 1)).clamp_min(tiny).log(), low + 1e-3)
         steps = torch.arange(1, self.candidates + 1, device=energy.device)[:, None] / (self.candidates + 1)
         for _ in range(self.rounds):

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aerecon.utils.errors import ConfigError
+from aerecon.audio.representation import Raw
 from aerecon.models.net import Net, check_latent
 from aerecon.models.selection import Runs, TopK
-from aerecon.audio.representation import Raw
+from aerecon.utils.errors import ConfigError
 
 
 def mdct_basis(hop: int) -> torch.Tensor:
@@ -41,16 +41,18 @@ class SparseConvAutoencoder(Net):
     representation = Raw
     representation_hint = "filters waveforms: use representation=raw"
 
-    def __init__(self, input_length: int, latent: int = 3300, hop: int = 245, init: str = "mdct",
-                 select: str = "topk"):
+    def __init__(self, input_length: int, latent: int = 3300, hop: int = 245, init: str = "mdct", select: str = "topk"):
         super().__init__()
         check_latent(latent, input_length)
         if latent < 2:
-            raise ConfigError(f"model.net.latent={latent}: the code holds values and positions, so at least 2, "
-                              f"e.g. 3300")
+            raise ConfigError(
+                f"model.net.latent={latent}: the code holds values and positions, so at least 2, e.g. 3300"
+            )
         if not 0 < hop <= input_length:
-            raise ConfigError(f"model.net.hop={hop}: the filterbank's hop in samples, from 1 to the input length "
-                              f"{input_length}; e.g. model.net.hop=245 (55 ms at 4410 Hz)")
+            raise ConfigError(
+                f"model.net.hop={hop}: the filterbank's hop in samples, from 1 to the input length "
+                f"{input_length}; e.g. model.net.hop=245 (55 ms at 4410 Hz)"
+            )
         if init not in ("mdct", "random"):
             raise ConfigError(f"model.net.init={init}: use mdct or random")
         if select not in SELECTORS:
@@ -64,9 +66,11 @@ class SparseConvAutoencoder(Net):
                 self.decoder.weight.copy_(mdct_basis(hop).unsqueeze(1))
         self.input_length, self.latent_shape = input_length, (hop, -(-input_length // hop) + 1)
         if select == "runs" and math.prod(self.latent_shape) * self.latent_shape[1] > 2**24:
-            raise ConfigError(f"model.net.select=runs: a run's descriptor must stay below 2**24 to be exact in "
-                              f"float32, and {hop} x {self.latent_shape[1]}**2 frames is more; use a larger "
-                              f"model.net.hop or select=topk")
+            raise ConfigError(
+                f"model.net.select=runs: a run's descriptor must stay below 2**24 to be exact in "
+                f"float32, and {hop} x {self.latent_shape[1]}**2 frames is more; use a larger "
+                f"model.net.hop or select=topk"
+            )
         self.select = SELECTORS[select](latent)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

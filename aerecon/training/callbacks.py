@@ -15,10 +15,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from aerecon.utils.errors import ConfigError, Stopped
 from aerecon.audio.figures import spectrogram_figure, spectrum_figure, waveform_figure
-from aerecon.utils.private_api import BestAndLastCheckpoint, state_key  # noqa: F401  (BestAndLastCheckpoint: conf/callbacks)
 from aerecon.audio.stitch import Stitcher
+from aerecon.utils.errors import ConfigError, Stopped
+from aerecon.utils.private_api import BestAndLastCheckpoint, state_key  # noqa: F401  (BestAndLastCheckpoint: conf/callbacks)
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,18 @@ class ProgressBar(RichProgressBar):
         if self._due(batch_idx, trainer.num_training_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
-        batches = (trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches)[dataloader_idx]
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        batches = (trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches)[
+            dataloader_idx
+        ]
         if self._due(batch_idx, batches):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int,
-                          dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if self._due(batch_idx, trainer.num_test_batches[dataloader_idx]):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
@@ -88,14 +92,34 @@ class ModelSize(ModelSummary):
         super().__init__(max_depth=max_depth)
         self.table = table
 
-    def summarize(self, summary_data, total_parameters: int, trainable_parameters: int, model_size: float,
-                  total_training_modes, total_flops: int = 0, **kwargs) -> None:
+    def summarize(
+        self,
+        summary_data,
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes,
+        total_flops: int = 0,
+        **kwargs,
+    ) -> None:
         if self.table:
-            super().summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
-                              total_flops, **kwargs)
+            super().summarize(
+                summary_data,
+                total_parameters,
+                trainable_parameters,
+                model_size,
+                total_training_modes,
+                total_flops,
+                **kwargs,
+            )
             return
-        log.info("Model: %s parameters (%s trainable), %.1f MB as float32; callbacks.model_summary.table=true "
-                 "lists its layers", f"{total_parameters:,}", f"{trainable_parameters:,}", model_size)
+        log.info(
+            "Model: %s parameters (%s trainable), %.1f MB as float32; callbacks.model_summary.table=true "
+            "lists its layers",
+            f"{total_parameters:,}",
+            f"{trainable_parameters:,}",
+            model_size,
+        )
 
 
 class RNGState(L.Callback):
@@ -135,8 +159,10 @@ class GracefulStop(L.Callback):
             self._restore()
             raise KeyboardInterrupt
         self.received = signal.Signals(signum)
-        log.warning("%s received: stopping after this batch, with last.ckpt saved (Ctrl+C again stops at once)",
-                    self.received.name)
+        log.warning(
+            "%s received: stopping after this batch, with last.ckpt saved (Ctrl+C again stops at once)",
+            self.received.name,
+        )
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -197,13 +223,18 @@ class BestMetrics(L.Callback):
             return
         value = float(trainer.callback_metrics[self.monitor])
         if not math.isfinite(value):  # before the checkpoint callbacks (Lightning runs them last) save it as a best
-            raise pl_module.divergence(f"{self.monitor} became {value} at epoch {trainer.current_epoch}: the model's "
-                                       f"reconstructions are not finite")
+            raise pl_module.divergence(
+                f"{self.monitor} became {value} at epoch {trainer.current_epoch}: the model's "
+                f"reconstructions are not finite"
+            )
         previous = self.best.get(self.monitor)
         if previous is None or (value < previous if self.mode == "min" else value > previous):
             self.best_epoch = trainer.current_epoch
-            self.best = {k: float(v) for k, v in trainer.callback_metrics.items()
-                         if k.startswith("val/") and isinstance(v, torch.Tensor) and v.numel() == 1}
+            self.best = {
+                k: float(v)
+                for k, v in trainer.callback_metrics.items()
+                if k.startswith("val/") and isinstance(v, torch.Tensor) and v.numel() == 1
+            }
 
     def state_dict(self) -> dict:
         return {"best_epoch": self.best_epoch, "best": dict(self.best)}
@@ -228,8 +259,10 @@ class EpochPerf(L.Callback):
             torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stats = {"perf/epoch_seconds": time.perf_counter() - self.start,
-                 "perf/peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # KiB on Linux
+        stats = {
+            "perf/epoch_seconds": time.perf_counter() - self.start,
+            "perf/peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        }  # KiB on Linux
         if pl_module.device.type == "cuda":
             stats["perf/peak_cuda_gb"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
         pl_module.log_dict(stats, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")  # the slowest rank
@@ -270,7 +303,13 @@ class ReconstructionPreview(L.Callback):
         epoch = trainer.current_epoch
         writer = tensorboard_writer(trainer)
         songs = getattr(trainer.datamodule, "songs", {}).get("val")
-        if trainer.sanity_checking or not trainer.is_global_zero or epoch % self.every_n_epochs or writer is None or not songs:
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or epoch % self.every_n_epochs
+            or writer is None
+            or not songs
+        ):
             return
         data = trainer.datamodule
         song = songs[min(self.song, len(songs) - 1)]
@@ -281,7 +320,13 @@ class ReconstructionPreview(L.Callback):
             writer.add_audio("preview/original", original.clamp(-1, 1), epoch, sample_rate=data.sample_rate)
             self.original_logged = True
         writer.add_audio("preview/reconstruction", reconstruction.clamp(-1, 1), epoch, sample_rate=data.sample_rate)
-        for name, draw in (("waveform", waveform_figure), ("spectrum", spectrum_figure),
-                           ("spectrogram", spectrogram_figure)):
-            writer.add_figure(f"preview/{name}", draw(original, reconstruction, data.sample_rate,
-                                                      f"{song.name}, epoch {epoch}"), epoch)
+        for name, draw in (
+            ("waveform", waveform_figure),
+            ("spectrum", spectrum_figure),
+            ("spectrogram", spectrogram_figure),
+        ):
+            writer.add_figure(
+                f"preview/{name}",
+                draw(original, reconstruction, data.sample_rate, f"{song.name}, epoch {epoch}"),
+                epoch,
+            )

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from aerecon.models.upgrade import upgrade_model_config, upgrade_state_dict, upgrade_targets
 from aerecon.models.inference import Autoencoder, pick_device
+from aerecon.models.upgrade import upgrade_model_config, upgrade_state_dict, upgrade_targets
 from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError, DiskError, first_line
 from aerecon.utils.files import atomic_write
@@ -31,31 +31,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as error:  # a full or read-only disk: the previous file is still whole
             kept = sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
             resume = next((p for p in kept if p.name == "last.ckpt"), kept[-1] if kept else None)
-            raise DiskError(f"cannot write the checkpoint {path} ({error.strerror or error}). " + (
-                f"The checkpoints written before are whole; free some space, then resume: the run's command "
-                f"with ckpt_path={resume}" if resume else "No checkpoint had been written yet")) from None
+            raise DiskError(
+                f"cannot write the checkpoint {path} ({error.strerror or error}). "
+                + (
+                    f"The checkpoints written before are whole; free some space, then resume: the run's command "
+                    f"with ckpt_path={resume}"
+                    if resume
+                    else "No checkpoint had been written yet"
+                )
+            ) from None
 
 
 # What a checkpoint's `model` and `data` (the parts built from it) may name as a `_target_`, by
 # the place it stands in: the components aerecon's own configs build there. Anything else (a file
 # writer, a shell, any other callable, or a component out of its place, e.g. a network inside the
 # optimizer's settings) is refused, never called.
-NETS = frozenset({
-    "aerecon.models.FCAutoencoder", "aerecon.models.ConvAutoencoder", "aerecon.models.ResConvAutoencoder",
-    "aerecon.models.SparseConvAutoencoder", "aerecon.models.LowpassRFFT", "aerecon.models.FourierTopK",
-    "aerecon.models.FourierSparse"})
+NETS = frozenset(
+    {
+        "aerecon.models.FCAutoencoder",
+        "aerecon.models.ConvAutoencoder",
+        "aerecon.models.ResConvAutoencoder",
+        "aerecon.models.SparseConvAutoencoder",
+        "aerecon.models.LowpassRFFT",
+        "aerecon.models.FourierTopK",
+        "aerecon.models.FourierSparse",
+    }
+)
 PLACES = {
     "model": frozenset({"aerecon.models.AutoencoderModule"}) | NETS,  # a net: written before the module existed
     "model.net": NETS,
     "model.bottleneck": frozenset({"aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck"}),
-    "model.representation": frozenset({"aerecon.audio.representation.RFFT", "aerecon.audio.representation.Raw",
-                                       "aerecon.audio.representation.MuLaw"}),
+    "model.representation": frozenset(
+        {"aerecon.audio.representation.RFFT", "aerecon.audio.representation.Raw", "aerecon.audio.representation.MuLaw"}
+    ),
     "model.loss": frozenset({"aerecon.models.losses.WeightedSum", "aerecon.models.losses.MSELoss"}),
     "model.loss.terms.*": frozenset({"aerecon.models.losses.MSELoss", "aerecon.models.losses.MultiResolutionSTFTLoss"}),
     "model.optimizer": frozenset({"torch.optim.Adam", "torch.optim.Adafactor"}),
     "model.scheduler": frozenset({"torch.optim.lr_scheduler.ReduceLROnPlateau"}),
-    "data": frozenset({"aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule",
-                       "aerecon.data.stream.StreamDataModule"}),
+    "data": frozenset(
+        {"aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule", "aerecon.data.stream.StreamDataModule"}
+    ),
 }
 COMPONENTS = frozenset().union(*PLACES.values())
 BUILT = ("model", "data")
@@ -79,17 +94,24 @@ def check_components(node, path, key: str = "") -> None:
         for name, value in node.items():
             where = f"{key}.{name}" if key else str(name)
             if name == "_target_" and not (isinstance(value, str) and value in PLACES.get(place_of(key), ())):
-                which = ("not one of aerecon's components" if not isinstance(value, str) or value not in COMPONENTS
-                         else "one of aerecon's components, but not one that belongs there")
-                raise ConfigError(f"ckpt_path={path}: its config names {where}={value!r}, which is {which}; nothing "
-                                  "was built from it. Use a checkpoint aerecon wrote")
+                which = (
+                    "not one of aerecon's components"
+                    if not isinstance(value, str) or value not in COMPONENTS
+                    else "one of aerecon's components, but not one that belongs there"
+                )
+                raise ConfigError(
+                    f"ckpt_path={path}: its config names {where}={value!r}, which is {which}; nothing "
+                    "was built from it. Use a checkpoint aerecon wrote"
+                )
             check_components(value, path, where)
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
             check_components(value, path, f"{key}[{i}]")
     elif isinstance(node, str) and "${" in node:
-        raise ConfigError(f"ckpt_path={path}: its config holds an interpolation at {key} ({node[:60]!r}); aerecon "
-                          "saves configs resolved, so the file was edited. Use a checkpoint aerecon wrote")
+        raise ConfigError(
+            f"ckpt_path={path}: its config holds an interpolation at {key} ({node[:60]!r}); aerecon "
+            "saves configs resolved, so the file was edited. Use a checkpoint aerecon wrote"
+        )
 
 
 def check_lengths(config: dict, path) -> None:
@@ -98,21 +120,26 @@ def check_lengths(config: dict, path) -> None:
     never trained on (or on none)."""
     data, model = config.get("data"), config.get("model")
     if not isinstance(data, dict) or not isinstance(model, dict):
-        raise ConfigError(f"ckpt_path={path}: its config has no model and data settings; "
-                          "use a checkpoint aerecon wrote")
+        raise ConfigError(
+            f"ckpt_path={path}: its config has no model and data settings; use a checkpoint aerecon wrote"
+        )
     for key in ("sample_rate", "segment_seconds"):
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"ckpt_path={path}: its data.{key}={value!r} is not a positive number; the file was "
-                              "edited. Use the run's own checkpoint")
+            raise ConfigError(
+                f"ckpt_path={path}: its data.{key}={value!r} is not a positive number; the file was "
+                "edited. Use the run's own checkpoint"
+            )
     net = model.get("net")
     if not isinstance(net, dict) or "input_length" not in net:
         return
     rate, seconds, length = data["sample_rate"], data["segment_seconds"], net["input_length"]
     if segment_samples(rate, seconds) != length:
-        raise ConfigError(f"ckpt_path={path}: its settings disagree: data.sample_rate={rate} and "
-                          f"data.segment_seconds={seconds} make segments of {segment_samples(rate, seconds)} samples, "
-                          f"but model.net.input_length={length}. The file was edited; use the run's own checkpoint")
+        raise ConfigError(
+            f"ckpt_path={path}: its settings disagree: data.sample_rate={rate} and "
+            f"data.segment_seconds={seconds} make segments of {segment_samples(rate, seconds)} samples, "
+            f"but model.net.input_length={length}. The file was edited; use the run's own checkpoint"
+        )
 
 
 def what_it_is(path: Path, error: BaseException) -> str:
@@ -132,8 +159,10 @@ def what_it_is(path: Path, error: BaseException) -> str:
             return "is a zip archive, not a PyTorch checkpoint"
         if "Unsupported global" in str(error) or "weights_only" in str(error):
             found = str(error).split("GLOBAL ", 1)[-1].split(" ", 1)[0] if "GLOBAL " in str(error) else "an object"
-            return (f"holds pickled Python objects ({found}) that would run code when loaded, so aerecon does not "
-                    "load it; an aerecon checkpoint holds only tensors and plain values")
+            return (
+                f"holds pickled Python objects ({found}) that would run code when loaded, so aerecon does not "
+                "load it; an aerecon checkpoint holds only tensors and plain values"
+            )
         return f"is a damaged PyTorch checkpoint ({size} bytes): a part of it cannot be read"
     if len(head) > 262 and head[257:262] == b"ustar":
         return "is a tar archive, not a checkpoint"
@@ -150,19 +179,29 @@ def load_checkpoint_config(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if path.is_dir():
         inside = next((p for p in (path / "checkpoints/last.ckpt", path / "last.ckpt") if p.is_file()), None)
-        raise ConfigError(f"ckpt_path={path} is a folder, not a checkpoint; " + (
-            f"its latest checkpoint: ckpt_path={inside}" if inside else
-            "e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"))
+        raise ConfigError(
+            f"ckpt_path={path} is a folder, not a checkpoint; "
+            + (
+                f"its latest checkpoint: ckpt_path={inside}"
+                if inside
+                else "e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"
+            )
+        )
     if path.exists() and not path.is_file():
         raise ConfigError(f"ckpt_path={path} is not a regular file (a pipe or a device), not a checkpoint")
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={path} does not exist; e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
+        raise ConfigError(
+            f"ckpt_path={path} does not exist; e.g. ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"
+        )
     checkpoint = read(path)
     config = checkpoint.get("aerecon", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict):
         other = isinstance(checkpoint, dict) and any(k.startswith("pytorch-lightning") for k in checkpoint)
-        raise ConfigError(f"ckpt_path={path} is not an aerecon checkpoint (" + (
-            "a Lightning checkpoint of another project: " if other else "") + "it carries no aerecon config)")
+        raise ConfigError(
+            f"ckpt_path={path} is not an aerecon checkpoint ("
+            + ("a Lightning checkpoint of another project: " if other else "")
+            + "it carries no aerecon config)"
+        )
     for key in BUILT:  # the training run's callbacks, trainer and logger are a record, never built
         if key in config:
             config[key] = upgrade_targets(config[key])
@@ -192,13 +231,21 @@ def check_weights(model: torch.nn.Module, state: dict, path: str | Path) -> None
     missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
     wrong = sorted(name for name in expected.keys() & found.keys() if expected[name] != found[name])
     if missing or extra or wrong:
-        details = "; ".join(part for part in (
-            f"missing {', '.join(missing[:3])}" if missing else "",
-            f"unexpected {', '.join(extra[:3])}" if extra else "",
-            "; ".join(f"{name} is {list(found[name])} but the model has {list(expected[name])}" for name in wrong[:3]),
-        ) if part)
-        raise ConfigError(f"ckpt_path={path}: its weights do not fit the model its config describes ({details}). "
-                          "It was edited, or its config does not belong to it; use the run's own last.ckpt")
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(extra[:3])}" if extra else "",
+                "; ".join(
+                    f"{name} is {list(found[name])} but the model has {list(expected[name])}" for name in wrong[:3]
+                ),
+            )
+            if part
+        )
+        raise ConfigError(
+            f"ckpt_path={path}: its weights do not fit the model its config describes ({details}). "
+            "It was edited, or its config does not belong to it; use the run's own last.ckpt"
+        )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
@@ -219,10 +266,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         model = build(config["model"])
     except (InstantiationException, TypeError, ValueError, RuntimeError) as error:
         reason = first_line(error.__cause__ or error)  # hydra wraps what the constructor raised
-        raise ConfigError(f"ckpt_path={path}: its config cannot build a model ({reason}); it was edited, or written "
-                          "by another program. Use a checkpoint aerecon wrote") from None
+        raise ConfigError(
+            f"ckpt_path={path}: its config cannot build a model ({reason}); it was edited, or written "
+            "by another program. Use a checkpoint aerecon wrote"
+        ) from None
     model.load_state_dict(state)
     return model.to(device).eval(), config
+
 
 def load(ckpt_path: str | Path, device: str | torch.device | None = None) -> Autoencoder:
     """The model of an aerecon checkpoint, ready to encode, decode and reconstruct (see Autoencoder).

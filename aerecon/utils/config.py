@@ -55,7 +55,8 @@ OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 # `${resume_folder:ckpt_path,fresh}`: Hydra's run folder; a resumed run continues in its own folder
 # (its log and config record included) instead of leaving a new, empty one behind.
 OmegaConf.register_new_resolver(
-    "resume_folder", lambda ckpt_path, fresh: str(run_folder_of(ckpt_path) or fresh), replace=True)
+    "resume_folder", lambda ckpt_path, fresh: str(run_folder_of(ckpt_path) or fresh), replace=True
+)
 # `${pid:}`: in run and sweep folder names, so two runs started in the same second never share one.
 # Cached, so a sweep's jobs (which Hydra gives a copy of the cache) resolve it to the launching process's.
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True, use_cache=True)

@@ -2,15 +2,14 @@
 
 import errno
 import os
+import shutil
 import signal
 import sys
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-
 
 STARTED = time.time() - 1  # when this process began, near enough: folders made since are its own (ctime, 1 s grain)
 
@@ -116,12 +115,14 @@ def exit_on_user_error():
     try:
         yield
     except KeyboardInterrupt:  # Ctrl+C outside a training epoch (scanning, caching, testing, evaluating)
-        print("aerecon: stopped: SIGINT outside a training epoch; every file written so far is complete",
-              file=sys.stderr)
+        print(
+            "aerecon: stopped: SIGINT outside a training epoch; every file written so far is complete", file=sys.stderr
+        )
         sys.exit(128 + signal.SIGINT)
     except (Exception, Stopped) as error:
-        found = user_error(error) or disk_error(error, "Free some space (or make the folder writable), then run the "
-                                                        "same command again")
+        found = user_error(error) or disk_error(
+            error, "Free some space (or make the folder writable), then run the same command again"
+        )
         if found is None:
             raise
         if not (isinstance(found, Stopped) and os.environ.get("LOCAL_RANK", "0") != "0"):  # DDP: rank 0 says it

@@ -11,7 +11,6 @@ from typing import BinaryIO
 from filelock import FileLock, Timeout
 
 
-
 def is_url(root: str) -> bool:
     """A data root in an object store (s3://, gs://, ... or LitData's local: stand-in), not a path."""
     return "://" in str(root) or str(root).startswith("local:")

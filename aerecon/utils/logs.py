@@ -35,7 +35,9 @@ def silence_third_party() -> None:
     logging.getLogger("litdata").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     # Lightning 2.6's pytree helper still builds torch's deprecated LeafSpec (fixed upstream, not ours to change).
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
     # Every new run gets a folder of its own, so the only run that finds its checkpoints folder
     # full is a resumed one, continuing where it should.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

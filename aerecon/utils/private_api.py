@@ -79,15 +79,21 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
     def _last_unless_saved(self, trainer: L.Trainer, at_epoch_end: bool) -> None:
         # the moment Lightning chose for this run's saves, unless it has saved at this step already
-        if self._should_save_on_train_epoch_end(trainer) == at_epoch_end and not self._should_skip_saving_checkpoint(trainer):
+        if self._should_save_on_train_epoch_end(trainer) == at_epoch_end and not self._should_skip_saving_checkpoint(
+            trainer
+        ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
         """When a best checkpoint was just written at this very step, last.ckpt becomes a hard link to
         it: one copy on disk, and removing the old best later leaves last.ckpt whole."""
         best = self._last_checkpoint_saved
-        if not (self.save_last and best and self._last_global_step_saved == trainer.global_step
-                and Path(best).name != self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION):
+        if not (
+            self.save_last
+            and best
+            and self._last_global_step_saved == trainer.global_step
+            and Path(best).name != self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION
+        ):
             return super()._save_last_checkpoint(trainer, monitor_candidates)
         target = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
         self.last_model_path = target

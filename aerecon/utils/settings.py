@@ -59,53 +59,104 @@ def folder(v) -> bool:
     return isinstance(v, str) and v.strip() != ""
 
 
-PATHS = {f"paths.{key}": (folder, "a folder", f"paths.{key}=DIR")
-         for key in ("root_dir", "log_dir", "data_dir", "cache_dir")}
+PATHS = {
+    f"paths.{key}": (folder, "a folder", f"paths.{key}=DIR") for key in ("root_dir", "log_dir", "data_dir", "cache_dir")
+}
 # key: (check, what it must be, a valid example)
-TRAIN = PATHS | {
-    "seed": (whole(0), "a whole number", "seed=1234"),
-    "budget_gb": (optional(positive), "GiB above 0, or null (no check)", "budget_gb=8"),
-    "data.batch_size": (whole(1), "a whole number of segments, at least 1", "data.batch_size=40"),
-    "data.num_workers": (whole(0), "a whole number of loader processes, 0 or more", "data.num_workers=2"),
-    "data.decode_workers": (optional(whole(1)), "a whole number of processes, at least 1, or null", "data.decode_workers=2"),
-    "data.sample_rate": (positive, "a positive rate in Hz", "data.sample_rate=4410"),
-    "data.segment_seconds": (positive, "a positive length in seconds", "data.segment_seconds=3.0"),
-    "data.jitter": (fraction, "a fraction from 0 to 1", "data.jitter=0.5"),
-    "data.split_seed": (whole(0), "a whole number", "data.split_seed=0"),
-    "optimizer.lr": (positive, "a learning rate above 0", "optimizer.lr=1e-4"),
-    "optimizer.weight_decay": (at_least_zero, "0 or more", "optimizer.weight_decay=1e-5"),
-    "trainer.max_epochs": (max_epochs, "a whole number of epochs, at least 1 (or -1: no limit)", "trainer.max_epochs=500"),
-    "trainer.min_epochs": (optional(whole(0)), "a whole number of epochs, 0 or more", "trainer.min_epochs=1"),
-    "trainer.max_time": (max_time, "a wall-clock limit DD:HH:MM:SS, or null", "trainer.max_time=00:12:00:00"),
-    "trainer.log_every_n_steps": (whole(1), "a whole number of steps, at least 1", "trainer.log_every_n_steps=50"),
-    "trainer.accumulate_grad_batches": (whole(1), "a whole number of batches, at least 1", "trainer.accumulate_grad_batches=2"),
-    "trainer.check_val_every_n_epoch": (whole(1), "a whole number of epochs, at least 1", "trainer.check_val_every_n_epoch=1"),
-    "trainer.gradient_clip_val": (optional(positive), "a norm above 0, or null", "trainer.gradient_clip_val=1.0"),
-    "trainer.devices": (lambda v: whole(1)(v) or v == "auto" or isinstance(v, (list, tuple)) and v,
-                        "a number of devices, a list of them, or auto", "trainer.devices=1"),
-    "callbacks.early_stopping.patience": (whole(0), "a whole number of epochs, 0 or more",
-                                          "callbacks.early_stopping.patience=50"),
-    "callbacks.reconstruction_preview.every_n_epochs": (whole(1), "a whole number of epochs, at least 1",
-                                                        "callbacks.reconstruction_preview.every_n_epochs=5"),
-    "callbacks.reconstruction_preview.max_seconds": (positive, "seconds above 0",
-                                                     "callbacks.reconstruction_preview.max_seconds=30"),
-    "trainer.deterministic": (lambda v: isinstance(v, bool) or v == "warn", "true, false or warn",
-                              "trainer.deterministic=true"),
-} | booleans("test", "plan.verbose", "model.gradient_checkpointing", "representation.quantize",
-             "trainer.enable_progress_bar", "trainer.use_distributed_sampler", "logger.default_hp_metric",
-             "loss.terms.mse.normalized", "callbacks.model_checkpoint.save_last",
-             "callbacks.model_checkpoint.auto_insert_metric_name", "callbacks.early_stopping.check_on_train_epoch_end",
-             "callbacks.model_summary.table")
+TRAIN = (
+    PATHS
+    | {
+        "seed": (whole(0), "a whole number", "seed=1234"),
+        "budget_gb": (optional(positive), "GiB above 0, or null (no check)", "budget_gb=8"),
+        "data.batch_size": (whole(1), "a whole number of segments, at least 1", "data.batch_size=40"),
+        "data.num_workers": (whole(0), "a whole number of loader processes, 0 or more", "data.num_workers=2"),
+        "data.decode_workers": (
+            optional(whole(1)),
+            "a whole number of processes, at least 1, or null",
+            "data.decode_workers=2",
+        ),
+        "data.sample_rate": (positive, "a positive rate in Hz", "data.sample_rate=4410"),
+        "data.segment_seconds": (positive, "a positive length in seconds", "data.segment_seconds=3.0"),
+        "data.jitter": (fraction, "a fraction from 0 to 1", "data.jitter=0.5"),
+        "data.split_seed": (whole(0), "a whole number", "data.split_seed=0"),
+        "optimizer.lr": (positive, "a learning rate above 0", "optimizer.lr=1e-4"),
+        "optimizer.weight_decay": (at_least_zero, "0 or more", "optimizer.weight_decay=1e-5"),
+        "trainer.max_epochs": (
+            max_epochs,
+            "a whole number of epochs, at least 1 (or -1: no limit)",
+            "trainer.max_epochs=500",
+        ),
+        "trainer.min_epochs": (optional(whole(0)), "a whole number of epochs, 0 or more", "trainer.min_epochs=1"),
+        "trainer.max_time": (max_time, "a wall-clock limit DD:HH:MM:SS, or null", "trainer.max_time=00:12:00:00"),
+        "trainer.log_every_n_steps": (whole(1), "a whole number of steps, at least 1", "trainer.log_every_n_steps=50"),
+        "trainer.accumulate_grad_batches": (
+            whole(1),
+            "a whole number of batches, at least 1",
+            "trainer.accumulate_grad_batches=2",
+        ),
+        "trainer.check_val_every_n_epoch": (
+            whole(1),
+            "a whole number of epochs, at least 1",
+            "trainer.check_val_every_n_epoch=1",
+        ),
+        "trainer.gradient_clip_val": (optional(positive), "a norm above 0, or null", "trainer.gradient_clip_val=1.0"),
+        "trainer.devices": (
+            lambda v: whole(1)(v) or v == "auto" or isinstance(v, (list, tuple)) and v,
+            "a number of devices, a list of them, or auto",
+            "trainer.devices=1",
+        ),
+        "callbacks.early_stopping.patience": (
+            whole(0),
+            "a whole number of epochs, 0 or more",
+            "callbacks.early_stopping.patience=50",
+        ),
+        "callbacks.reconstruction_preview.every_n_epochs": (
+            whole(1),
+            "a whole number of epochs, at least 1",
+            "callbacks.reconstruction_preview.every_n_epochs=5",
+        ),
+        "callbacks.reconstruction_preview.max_seconds": (
+            positive,
+            "seconds above 0",
+            "callbacks.reconstruction_preview.max_seconds=30",
+        ),
+        "trainer.deterministic": (
+            lambda v: isinstance(v, bool) or v == "warn",
+            "true, false or warn",
+            "trainer.deterministic=true",
+        ),
+    }
+    | booleans(
+        "test",
+        "plan.verbose",
+        "model.gradient_checkpointing",
+        "representation.quantize",
+        "trainer.enable_progress_bar",
+        "trainer.use_distributed_sampler",
+        "logger.default_hp_metric",
+        "loss.terms.mse.normalized",
+        "callbacks.model_checkpoint.save_last",
+        "callbacks.model_checkpoint.auto_insert_metric_name",
+        "callbacks.early_stopping.check_on_train_epoch_end",
+        "callbacks.model_summary.table",
+    )
+)
 EVALUATE = {
     "batch_size": (whole(1), "a whole number of segments per pass, at least 1", "batch_size=40"),
-    "max_media_songs": (optional(whole(0)), "a whole number of songs, 0 or more, or null (every song)",
-                        "max_media_songs=4"),
+    "max_media_songs": (
+        optional(whole(0)),
+        "a whole number of songs, 0 or more, or null (every song)",
+        "max_media_songs=4",
+    ),
     "stitch.notches": (whole(1), "a whole number, at least 1", "stitch.notches=8"),
     "stitch.overlap": (lambda v: _number(v) and 0 <= v <= 0.5, "a fraction from 0 to 0.5", "stitch.overlap=0.5"),
     "stitch.window": (lambda v: v in ("notched", "crossfade"), "notched or crossfade", "stitch.window=notched"),
 } | booleans("butt_joined")
-RECONSTRUCT = {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")} | {
-    "block_seconds": (positive, "seconds above 0", "block_seconds=60")} | booleans("overwrite")
+RECONSTRUCT = (
+    {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")}
+    | {"block_seconds": (positive, "seconds above 0", "block_seconds=60")}
+    | booleans("overwrite")
+)
 
 
 def _value(cfg: DictConfig, key: str):
@@ -133,19 +184,25 @@ def check_train(cfg: DictConfig) -> None:
         import torch  # here: reading a config stays light
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.accelerator={accelerator}: this torch sees no GPU here (make doctor says why); "
-                              f"train on the CPU with trainer=cpu, or trainer.accelerator=auto")
+            raise ConfigError(
+                f"trainer.accelerator={accelerator}: this torch sees no GPU here (make doctor says why); "
+                f"train on the CPU with trainer=cpu, or trainer.accelerator=auto"
+            )
     notches = _value(cfg, "callbacks.reconstruction_preview.stitch.notches")
     segment = round(cfg.data.sample_rate * cfg.data.segment_seconds)
     if notches is not MISSING and isinstance(notches, int) and notches > segment // 4:
-        raise ConfigError(f"data.segment_seconds={cfg.data.segment_seconds} at data.sample_rate={cfg.data.sample_rate} "
-                          f"is {segment} samples, too short for the preview's window "
-                          f"(callbacks.reconstruction_preview.stitch.notches={notches} needs {4 * notches}); "
-                          f"e.g. data.segment_seconds=3.0")
+        raise ConfigError(
+            f"data.segment_seconds={cfg.data.segment_seconds} at data.sample_rate={cfg.data.sample_rate} "
+            f"is {segment} samples, too short for the preview's window "
+            f"(callbacks.reconstruction_preview.stitch.notches={notches} needs {4 * notches}); "
+            f"e.g. data.segment_seconds=3.0"
+        )
 
 
 def check_evaluate(cfg: DictConfig) -> None:
     if _value(cfg, "ckpt_path") in (MISSING, None, ""):
-        raise ConfigError("ckpt_path is not set: name the checkpoint to evaluate, e.g. "
-                          "ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt")
+        raise ConfigError(
+            "ckpt_path is not set: name the checkpoint to evaluate, e.g. "
+            "ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"
+        )
     check(cfg, EVALUATE)
