@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -26,11 +25,12 @@ from tqdm import tqdm
 from aerecon.audio.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.audio.io import write_wav
 from aerecon.audio.stitch import Stitcher
+from aerecon.data import DEMO, FOLDER, STREAM
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
 from aerecon.data.segments import SPLITS
 from aerecon.data.stream import read_info
-from aerecon.models.inference import pick_device
+from aerecon.models.inference import Autoencoder, pick_device
 from aerecon.models.metrics import SeamExcess, song_metrics
 from aerecon.training.checkpoint import load_model
 from aerecon.utils.config import CONF_DIR, build, home_paths
@@ -59,17 +59,17 @@ def data_config(cfg: DictConfig, saved: dict) -> dict:
         data["shuffle_seed"] = 0  # the group refers to the training seed; evaluation does not shuffle
         data = OmegaConf.to_container(OmegaConf.create({"data": data, "paths": cfg.paths}), resolve=True)["data"]
     else:
-        if stored["_target_"].endswith("StreamDataModule"):
+        if stored["_target_"] == STREAM:
             stored = songs_of_stream(stored, cfg)
         data = {**stored, **{k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None}}
-        if cfg.data.root is None and data["_target_"].endswith("DemoDataModule"):
+        if cfg.data.root is None and data["_target_"] == DEMO:
             # The demo renders from its seed: into this machine's data folder, never into a folder
             # named by the checkpoint (another machine's path, or anyone's, in a shared file).
             data["root"] = str(Path(cfg.paths.data_dir) / "demo")
-        if cfg.data.root is not None and data["_target_"].endswith("DemoDataModule"):
+        if cfg.data.root is not None and data["_target_"] == DEMO:
             # Any folder given on its own is the user's audio, not a place to render the demo into.
             data = {k: v for k, v in data.items() if k not in DEMO_ONLY}
-            data["_target_"] = f"{AudioDataModule.__module__}.{AudioDataModule.__name__}"
+            data["_target_"] = FOLDER
     data.update({key: stored[key] for key in FIXED_BY_MODEL})
     data["report"] = str(Path(cfg.paths.run_dir) / "data_report.tsv")  # this evaluation's, not the training run's
     return data
@@ -85,7 +85,7 @@ def songs_of_stream(stored: dict, cfg: DictConfig) -> dict:
             f"is not a folder now; name where they are: data.root=DIR"
         )
     return {
-        "_target_": f"{AudioDataModule.__module__}.{AudioDataModule.__name__}",
+        "_target_": FOLDER,
         "root": info["root"],
         "cache_dir": cfg.data.cache_dir,
         "sample_rate": stored["sample_rate"],
@@ -196,48 +196,33 @@ def _evaluate(cfg: DictConfig) -> dict:
             f"new folder, or name an empty one"
         )
     device = pick_device(cfg.device)
-    model, saved = load_model(cfg.ckpt_path, device)
+    module, saved = load_model(cfg.ckpt_path, device)
+    model = Autoencoder(module, saved, device)
     datamodule = build(data_config(cfg, saved))
     songs = select_songs(datamodule, cfg.split)
-    rate, segment = datamodule.sample_rate, datamodule.segment_samples
-    stitcher, butt_joiner = Stitcher(segment, **cfg.stitch), Stitcher(segment, "crossfade", overlap=0.0)
     log.info("Evaluating %s on %d %s songs of %s -> %s", cfg.ckpt_path, len(songs), cfg.split, datamodule.root, out)
 
-    per_song, lengths = {}, {}
-    seams = {"seam_excess_db": SeamExcess()}
-    if cfg.butt_joined:
-        seams["seam_excess_db_butt_joined"] = SeamExcess()
+    per_song, lengths, not_evaluated = {}, {}, {}
+    seams = {"seam_excess_db": SeamExcess()} | ({"seam_excess_db_butt_joined": SeamExcess()} if cfg.butt_joined else {})
     media_left = len(songs) if cfg.max_media_songs is None else cfg.max_media_songs
     folders = media_folders([song.name for song in songs])
     for song in tqdm(songs, desc=f"Evaluating {len(songs)} {cfg.split} songs", unit="song"):
-        original = torch.from_numpy(np.load(song.file)).to(device)
+        original = torch.from_numpy(song.waveform())
         if len(original) < 2:
-            datamodule.skipped[str(song.source)] = "shorter than 2 samples"
+            not_evaluated[str(song.source)] = "shorter than 2 samples"
             continue
-        reconstruction = stitcher(model.reconstruct, original, cfg.batch_size)
-        stitched_seams = stitcher.seams(len(original))
-        metrics = song_metrics(original, reconstruction, rate, stitched_seams)
-        seams["seam_excess_db"].update(original.cpu(), reconstruction.cpu(), stitched_seams)
-        butted = None
-        if cfg.butt_joined:
-            butted = butt_joiner(model.reconstruct, original, cfg.batch_size)
-            butt_seams = butt_joiner.seams(len(original))
-            one = SeamExcess()
-            one.update(original.cpu(), butted.cpu(), butt_seams)
-            seams["seam_excess_db_butt_joined"].update(original.cpu(), butted.cpu(), butt_seams)
-            metrics["seam_excess_db_butt_joined"] = float(one.compute())
-            metrics["snr_db_butt_joined"] = float(signal_noise_ratio(butted, original))
+        metrics, reconstruction, butted = score_song(model, original, cfg, seams)
         per_song[song.name], lengths[song.name] = metrics, len(original)
         if media_left > 0:
             media_left -= 1
             write_media(
                 out / "songs" / folders[song.name],
                 song.name,
-                original.cpu(),
-                reconstruction.cpu(),
-                None if butted is None else butted.cpu(),
-                rate,
-                segment,
+                original,
+                reconstruction,
+                butted,
+                model.sample_rate,
+                model.segment_samples,
             )
     if not per_song:
         raise DataError(f"No song of {datamodule.root} could be evaluated")
@@ -247,13 +232,37 @@ def _evaluate(cfg: DictConfig) -> dict:
         "model": saved.get("model_name"),
         "data_root": str(datamodule.root),
         "split": cfg.split,
-        "sample_rate": rate,
-        "segment_samples": segment,
+        "sample_rate": model.sample_rate,
+        "segment_samples": model.segment_samples,
         "stitch": OmegaConf.to_container(cfg.stitch),
         "overall": overall_metrics(per_song, lengths, seams),
         "songs": per_song,
-        "skipped": datamodule.skipped,
+        "skipped": {**datamodule.skipped, **not_evaluated},
     }
+    write_results(out, results)
+    return results
+
+
+def score_song(model: Autoencoder, original: torch.Tensor, cfg: DictConfig, seams: dict[str, SeamExcess]):
+    """(metrics, reconstruction, butt-joined reconstruction or None) of one song, reconstructed as
+    aerecon-reconstruct does; adds its seams to `seams`."""
+    reconstruction = model.reconstruct(original, **cfg.stitch, batch_size=cfg.batch_size)
+    stitched_seams = Stitcher(model.segment_samples, **cfg.stitch).seams(len(original))
+    metrics = song_metrics(original, reconstruction, model.sample_rate, stitched_seams)
+    seams["seam_excess_db"].update(original, reconstruction, stitched_seams)
+    if not cfg.butt_joined:
+        return metrics, reconstruction, None
+    butted = model.reconstruct(original, window="crossfade", overlap=0.0, batch_size=cfg.batch_size)
+    butt_seams = Stitcher(model.segment_samples, "crossfade", overlap=0.0).seams(len(original))
+    one = SeamExcess()
+    one.update(original, butted, butt_seams)
+    seams["seam_excess_db_butt_joined"].update(original, butted, butt_seams)
+    metrics["seam_excess_db_butt_joined"] = float(one.compute())
+    metrics["snr_db_butt_joined"] = float(signal_noise_ratio(butted, original))
+    return metrics, reconstruction, butted
+
+
+def write_results(out: Path, results: dict) -> None:
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     atomic_write(out / "metrics.csv", lambda f: f.write(metrics_csv(results).encode("utf-8", "backslashreplace")))
     overall = results["overall"]
@@ -266,10 +275,9 @@ def _evaluate(cfg: DictConfig) -> dict:
         overall["band_snr_db_mid"],
         overall["band_snr_db_high"],
     )
-    for source, reason in datamodule.skipped.items():
+    for source, reason in results["skipped"].items():
         log.warning("Not evaluated: %s (%s)", source, reason)
     log.info("Metrics: %s", out / "metrics.json")
-    return results
 
 
 def metrics_csv(results: dict) -> str:

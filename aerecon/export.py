@@ -153,11 +153,30 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
     it was traced with; returns the JSON's content. Nothing is left behind if either fails."""
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt}: use one of {', '.join(FORMATS)}")
-    write, run = WRITERS[fmt]
-    encoder, decoder = Encoder(model).eval(), Decoder(model).eval()
-    noise = torch.Generator().manual_seed(0)
-    traced_with = 0.1 * torch.randn(2, 1, model.segment_samples, generator=noise)
-    checked_on = 0.1 * torch.randn(3, 1, model.segment_samples, generator=noise)
+    staging = staging_folder(model, output)
+    try:
+        errors, ties = write_and_check(model, fmt, output, staging)
+        info = {
+            "format": fmt,
+            **described_parts(model, fmt, staging),
+            "sample_rate": model.sample_rate,
+            "segment_samples": model.segment_samples,
+            "latent_size": model.latent_size,
+            "network": type(model.module.net).__name__,
+            "max_abs_difference_from_eager": errors,
+            # a quantizing encoder may pick the other of two equally near codes (within the tolerance)
+            "encoder_differs_only_at_near_ties": ties,
+            "aerecon_version": __version__,
+        }
+        (staging / "aerecon_export.json").write_text(json.dumps(info, indent=2))
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def staging_folder(model: Autoencoder, output: Path) -> Path:
+    """A new, empty folder beside `output` to write into, on a disk with room for the export."""
     staging = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -173,65 +192,63 @@ def export(model: Autoencoder, fmt: str, output: Path) -> dict:
             f"cannot write output={output} (No space left on device: the export needs about "
             f"{need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free); nothing was written"
         )
-    try:
-        errors, ties = {}, False
-        steps = tqdm(total=4, desc=f"Exporting to {fmt}", unit="step")
-        with torch.no_grad(), steps:
-            for name, part, example, check in (
-                ("encoder", encoder, traced_with, checked_on),
-                ("decoder", decoder, encoder(traced_with), encoder(checked_on)),
-            ):
-                path = staging / f"{name}{FORMATS[fmt]}"
-                try:
-                    steps.set_postfix_str(f"writing the {name}")
-                    write(part, example, path)
-                    steps.update()
-                    steps.set_postfix_str(f"checking the {name}")
-                    exported = run(path, check)
-                    steps.update()
-                except Exception as error:  # the exporters raise many types; the reason is in the message
-                    reraise_stop_or_disk(error, f"output={output}")
-                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                    raise ConfigError(
-                        f"the {name} of {type(model.module.net).__name__} cannot be exported to "
-                        f"{fmt} ({reason[:300]}); try format="
-                        f"{'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load"
-                    ) from None
-                expected = part(check)
-                close, errors[name] = within_tolerance(exported, expected)
-                if not close and name == "encoder" and near_ties(encoder, check, exported):
-                    ties = True
-                elif not close:
-                    raise ConfigError(
-                        f"the exported {name} of {type(model.module.net).__name__} differs from the "
-                        f"model by {errors[name]:.3g} (more than {TOLERANCE:g} of its outputs' scale), "
-                        f"so it was not kept. {hint(model, fmt)}"
-                    )
-        parts = {
-            "encoder": {"input": ["batch", 1, model.segment_samples], "output": ["batch", model.latent_size]},
-            "decoder": {"input": ["batch", model.latent_size], "output": ["batch", 1, model.segment_samples]},
-        }
-        for name, part in parts.items():
-            part["file"] = f"{name}{FORMATS[fmt]}"
-            if (staging / f"{part['file']}.data").exists():  # the weights of a large model, beside its graph
-                part["weights_file"] = f"{part['file']}.data"
-        info = {
-            "format": fmt,
-            **parts,
-            "sample_rate": model.sample_rate,
-            "segment_samples": model.segment_samples,
-            "latent_size": model.latent_size,
-            "network": type(model.module.net).__name__,
-            "max_abs_difference_from_eager": errors,
-            # a quantizing encoder may pick the other of two equally near codes (within the tolerance)
-            "encoder_differs_only_at_near_ties": ties,
-            "aerecon_version": __version__,
-        }
-        (staging / "aerecon_export.json").write_text(json.dumps(info, indent=2))
-        staging.rename(output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return info
+    return staging
+
+
+def write_and_check(model: Autoencoder, fmt: str, output: Path, staging: Path) -> tuple[dict[str, float], bool]:
+    """Writes the encoder and the decoder into `staging` and runs each exported file against the
+    eager part: ({part: max difference}, whether the encoder differs only at near ties)."""
+    write, run = WRITERS[fmt]
+    encoder, decoder = Encoder(model).eval(), Decoder(model).eval()
+    noise = torch.Generator().manual_seed(0)
+    traced_with = 0.1 * torch.randn(2, 1, model.segment_samples, generator=noise)
+    checked_on = 0.1 * torch.randn(3, 1, model.segment_samples, generator=noise)
+    errors, ties = {}, False
+    steps = tqdm(total=4, desc=f"Exporting to {fmt}", unit="step")
+    with torch.no_grad(), steps:
+        for name, part, example, check in (
+            ("encoder", encoder, traced_with, checked_on),
+            ("decoder", decoder, encoder(traced_with), encoder(checked_on)),
+        ):
+            path = staging / f"{name}{FORMATS[fmt]}"
+            try:
+                steps.set_postfix_str(f"writing the {name}")
+                write(part, example, path)
+                steps.update()
+                steps.set_postfix_str(f"checking the {name}")
+                exported = run(path, check)
+                steps.update()
+            except Exception as error:  # the exporters raise many types; the reason is in the message
+                reraise_stop_or_disk(error, f"output={output}")
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise ConfigError(
+                    f"the {name} of {type(model.module.net).__name__} cannot be exported to "
+                    f"{fmt} ({reason[:300]}); try format="
+                    f"{'torchscript' if fmt == 'onnx' else 'onnx'}, or use aerecon.load"
+                ) from None
+            close, errors[name] = within_tolerance(exported, part(check))
+            if not close and name == "encoder" and near_ties(encoder, check, exported):
+                ties = True
+            elif not close:
+                raise ConfigError(
+                    f"the exported {name} of {type(model.module.net).__name__} differs from the "
+                    f"model by {errors[name]:.3g} (more than {TOLERANCE:g} of its outputs' scale), "
+                    f"so it was not kept. {hint(model, fmt)}"
+                )
+    return errors, ties
+
+
+def described_parts(model: Autoencoder, fmt: str, staging: Path) -> dict[str, dict]:
+    """aerecon_export.json's entries for the encoder and the decoder: shapes and files."""
+    parts = {
+        "encoder": {"input": ["batch", 1, model.segment_samples], "output": ["batch", model.latent_size]},
+        "decoder": {"input": ["batch", model.latent_size], "output": ["batch", 1, model.segment_samples]},
+    }
+    for name, part in parts.items():
+        part["file"] = f"{name}{FORMATS[fmt]}"
+        if (staging / f"{part['file']}.data").exists():  # the weights of a large model, beside its graph
+            part["weights_file"] = f"{part['file']}.data"
+    return parts
 
 
 def check(cfg: DictConfig) -> Path:

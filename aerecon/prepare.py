@@ -33,6 +33,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from aerecon.data import FOLDER
+from aerecon.data.cache import read_samples
 from aerecon.data.segments import SPLITS, song_count
 from aerecon.data.upload import read_json, upload
 from aerecon.utils.config import CONF_DIR, build, home_paths
@@ -59,8 +61,7 @@ def segment_item(spec: list) -> dict:
     """One stored item: a segment's audio with its margins (`wave`), where the segment starts in it
     (`at`) and the segment's number in its split (`index`, which data=stream's jitter is drawn by)."""
     file, index, start, stop, at = spec
-    wave = np.load(file, mmap_mode="r")[start:stop]
-    return {"index": index, "at": at, "wave": np.ascontiguousarray(wave, dtype=np.float32)}
+    return {"index": index, "at": at, "wave": read_samples(file, start, stop)}
 
 
 def segment_specs(dataset, margin: int) -> list[list]:
@@ -80,7 +81,7 @@ def check(cfg: DictConfig) -> Path:
     written to before it is sent (`staging`)."""
     if OmegaConf.is_missing(cfg, "output") or not cfg.output:
         raise ConfigError("output is not set: aerecon-prepare data.root=MUSIC output=PREPARED")
-    if not str(cfg.data.get("_target_", "")).startswith("aerecon.data.AudioDataModule"):
+    if cfg.data.get("_target_") != FOLDER:
         raise ConfigError("aerecon-prepare reads a folder of audio: data=folder data.root=MUSIC (the default)")
     check_settings(
         cfg,

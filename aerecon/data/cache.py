@@ -37,6 +37,15 @@ class CachedSong:
     file: Path  # the cached waveform (.npy, mono float32 at the cache's sample rate)
     num_samples: int
 
+    def waveform(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Its samples [start:stop] (mono float32 at the cache's rate), read without loading the rest."""
+        return read_samples(self.file, start, stop)
+
+
+def read_samples(file: Path | str, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Samples [start:stop] of a cache entry, as a contiguous float32 array of their own."""
+    return np.ascontiguousarray(np.load(file, mmap_mode="r")[start:stop], dtype=np.float32)
+
 
 class CacheWriteError(OSError):
     """The cache folder cannot take an entry (read-only, full, no permission): no file's fault."""

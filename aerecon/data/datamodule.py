@@ -6,7 +6,6 @@ and segments are in aerecon.data.segments, the samplers and loaders in aerecon.d
 """
 
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -25,7 +24,15 @@ from aerecon.data.loaders import (
     rank_and_world,
     worker_init,
 )
-from aerecon.data.segments import SPLITS, SegmentDataset, assign_split, assign_splits, song_count
+from aerecon.data.segments import (
+    SPLITS,
+    SegmentDataset,
+    assign_split,
+    assign_splits,
+    checked_jitter,
+    song_count,
+    split_weights,
+)
 from aerecon.data.synth import ensure_demo_dataset
 from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError, DataError
@@ -60,26 +67,6 @@ class AudioDataModule(L.LightningDataModule):
             raise ConfigError(f"data.sample_rate={sample_rate}: must be a positive rate in Hz, e.g. 4410")
         if segment_samples(sample_rate, segment_seconds) < 1:
             raise ConfigError(f"data.segment_seconds={segment_seconds}: shorter than one sample; e.g. 3.0")
-        split = split or {"train": 1300, "val": 130, "test": 20}
-        if isinstance(split, str):
-            if split != "folders":
-                raise ConfigError(
-                    f"data.split={split}: use weights, e.g. {{train: 1300, val: 130, test: 20}}, "
-                    f"or `folders` (train/, val/, test/ under data.root)"
-                )
-        elif (
-            set(split) != set(SPLITS)
-            or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in split.values())
-            or min(split.values()) < 0
-            or split["train"] <= 0
-            or split["val"] <= 0
-        ):
-            raise ConfigError(
-                f"data.split={dict(split)}: needs train, val, test weights, e.g. "
-                f"{{train: 1300, val: 130, test: 20}}, or `folders`"
-            )
-        else:
-            split = dict(split)
         self.root = Path(root).expanduser()
         if decode_workers is not None and decode_workers < 1:
             raise ConfigError(
@@ -90,10 +77,8 @@ class AudioDataModule(L.LightningDataModule):
         self.cache = WaveformCache(Path(cache_dir).expanduser(), sample_rate, workers)
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
         self.segment_samples = segment_samples(sample_rate, segment_seconds)
-        self.split_weights, self.split_seed, self.shuffle_seed = split, split_seed, shuffle_seed
-        if not 0.0 <= jitter <= 1.0:
-            raise ConfigError(f"data.jitter={jitter}: a fraction of a segment from 0 (the fixed grid) to 1, e.g. 0.5")
-        self.jitter = jitter
+        self.split_weights, self.split_seed, self.shuffle_seed = split_weights(split), split_seed, shuffle_seed
+        self.jitter = checked_jitter(jitter)
         self.songs: dict[str, list[CachedSong]] = {}
         self.datasets: dict[str, SegmentDataset] = {}
         self._all_songs: list[CachedSong] | None = None

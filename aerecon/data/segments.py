@@ -1,6 +1,7 @@
 """Songs into splits (by a hash of each song's name) and into fixed-length waveform segments."""
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -9,10 +10,44 @@ import torch
 from torch.utils.data import Dataset
 
 from aerecon.data.cache import CachedSong
-from aerecon.utils.errors import DataError
+from aerecon.utils.errors import ConfigError, DataError
 from aerecon.utils.private_api import batch_buffer
 
 SPLITS = ("train", "val", "test")
+
+
+def checked_jitter(jitter: float) -> float:
+    """data.jitter checked: how far, as a fraction of a segment, training segments move off the grid."""
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0.0 <= jitter <= 1.0:
+        raise ConfigError(
+            f"data.jitter={jitter}: must be a fraction of a segment from 0 (the fixed grid) to 1, e.g. data.jitter=0.5"
+        )
+    return float(jitter)
+
+
+def split_weights(split: dict[str, float] | str | None) -> dict[str, float] | str:
+    """data.split checked: weights of train, val and test (None: the thesis's proportions, by song),
+    or "folders" (train/, val/, test/ under data.root)."""
+    split = split or {"train": 1300, "val": 130, "test": 20}
+    if isinstance(split, str):
+        if split != "folders":
+            raise ConfigError(
+                f"data.split={split}: use weights, e.g. {{train: 1300, val: 130, test: 20}}, "
+                f"or `folders` (train/, val/, test/ under data.root)"
+            )
+        return split
+    if (
+        set(split) != set(SPLITS)
+        or not all(isinstance(w, (int, float)) and math.isfinite(w) for w in split.values())
+        or min(split.values()) < 0
+        or split["train"] <= 0
+        or split["val"] <= 0
+    ):
+        raise ConfigError(
+            f"data.split={dict(split)}: needs train, val, test weights, e.g. "
+            f"{{train: 1300, val: 130, test: 20}}, or `folders`"
+        )
+    return dict(split)
 
 
 def assign_split(name: str, weights: dict[str, float] | str, seed: int = 0) -> str:

@@ -20,7 +20,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.serializers import NoHeaderNumpySerializer
 
 from aerecon.data.loaders import worker_init
-from aerecon.data.segments import SPLITS, jitter_shifts
+from aerecon.data.segments import SPLITS, checked_jitter, jitter_shifts
 from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError, DataError, first_line
 from aerecon.utils.files import is_url, sha256
@@ -199,12 +199,10 @@ class StreamDataModule(L.LightningDataModule):
                 "data.root is not set: point it at a corpus prepared by aerecon-prepare, e.g. "
                 "data=stream data.root=$HOME/music-prepared (or s3://bucket/music-prepared)"
             )
-        if not 0.0 <= jitter <= 1.0:
-            raise ConfigError(f"data.jitter={jitter}: a fraction of a segment from 0 (the fixed grid) to 1, e.g. 0.5")
         self.root = str(root) if is_url(str(root)) else str(Path(root).expanduser().absolute())
         self.sample_rate, self.batch_size, self.num_workers = sample_rate, batch_size, num_workers
         self.segment_samples = segment_samples(sample_rate, segment_seconds)
-        self.segment_seconds, self.jitter, self.shuffle_seed = segment_seconds, jitter, shuffle_seed
+        self.segment_seconds, self.jitter, self.shuffle_seed = segment_seconds, checked_jitter(jitter), shuffle_seed
         self.cache_dir, self.max_cache_gb = cache_dir, max_cache_gb
         self.info: dict | None = None
         self.datasets: dict[str, SegmentStream | list] = {}

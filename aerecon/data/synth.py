@@ -78,6 +78,26 @@ def _hat(sr, rng, open_hat=False):
     return 0.12 * noise * _decay(n, 0.06 if open_hat else 0.012, sr)
 
 
+def _add_beat(
+    drums: np.ndarray,
+    t: int,
+    in_bar: int,
+    kick: np.ndarray,
+    backbeat: np.ndarray,
+    hat_step: float,
+    beat: float,
+    sr: int,
+    rng: np.random.Generator,
+) -> None:
+    """One beat of drums at sample t: the kick, the backbeat on 2 and 4, and the hi-hats."""
+    _add(drums, kick, t)
+    if in_bar in (1, 3):
+        _add(drums, backbeat, t)
+    for step in np.arange(0, 1, hat_step):
+        if hat_step == 0.25 or step == 0.5:
+            _add(drums, _hat(sr, rng, open_hat=(step == 0.5 and in_bar == 3)), t + int(step * beat * sr))
+
+
 def render_track(index: int, seed: int, seconds: float, sr: int) -> tuple[np.ndarray, dict]:
     """One demo track as float32 in [-1, 1], and a description of what is in it."""
     rng = np.random.default_rng([seed, index])
@@ -104,12 +124,7 @@ def render_track(index: int, seed: int, seconds: float, sr: int) -> tuple[np.nda
         bar, in_bar = divmod(b, 4)
         chord = progression[bar % len(progression)]
         if bar not in breakdown:
-            _add(drums, kick, t)
-            if in_bar in (1, 3):
-                _add(drums, backbeat, t)
-            for step in np.arange(0, 1, hat_step):
-                if hat_step == 0.25 or step == 0.5:
-                    _add(drums, _hat(sr, rng, open_hat=(step == 0.5 and in_bar == 3)), t + int(step * beat * sr))
+            _add_beat(drums, t, in_bar, kick, backbeat, hat_step, beat, sr, rng)
         # bassline: offbeat eighth (the classic EDM pump), an octave jump on the last beat
         note_len = int(0.45 * beat * sr)
         bass_note = degree_note(chord) + (12 if in_bar == 3 else 0)

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -313,7 +312,7 @@ class ReconstructionPreview(L.Callback):
             return
         data = trainer.datamodule
         song = songs[min(self.song, len(songs) - 1)]
-        original = torch.from_numpy(np.load(song.file)[: int(self.max_seconds * data.sample_rate)].copy())
+        original = torch.from_numpy(song.waveform(0, int(self.max_seconds * data.sample_rate)))
         stitcher = Stitcher(data.segment_samples, **self.stitch)
         reconstruction = stitcher(pl_module.reconstruct, original.to(pl_module.device), data.batch_size).cpu()
         if not self.original_logged:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from aerecon.data import DEMO, FOLDER, STREAM
 from aerecon.models.inference import Autoencoder, pick_device
 from aerecon.models.upgrade import upgrade_model_config, upgrade_state_dict, upgrade_targets
 from aerecon.utils.config import segment_samples
@@ -68,9 +69,7 @@ PLACES = {
     "model.loss.terms.*": frozenset({"aerecon.models.losses.MSELoss", "aerecon.models.losses.MultiResolutionSTFTLoss"}),
     "model.optimizer": frozenset({"torch.optim.Adam", "torch.optim.Adafactor"}),
     "model.scheduler": frozenset({"torch.optim.lr_scheduler.ReduceLROnPlateau"}),
-    "data": frozenset(
-        {"aerecon.data.AudioDataModule", "aerecon.data.DemoDataModule", "aerecon.data.stream.StreamDataModule"}
-    ),
+    "data": frozenset({FOLDER, DEMO, STREAM}),
 }
 COMPONENTS = frozenset().union(*PLACES.values())
 BUILT = ("model", "data")

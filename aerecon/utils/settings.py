@@ -8,6 +8,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from aerecon.utils.config import segment_samples
 from aerecon.utils.errors import ConfigError
 
 MISSING = object()
@@ -77,7 +78,6 @@ TRAIN = (
         ),
         "data.sample_rate": (positive, "a positive rate in Hz", "data.sample_rate=4410"),
         "data.segment_seconds": (positive, "a positive length in seconds", "data.segment_seconds=3.0"),
-        "data.jitter": (fraction, "a fraction from 0 to 1", "data.jitter=0.5"),
         "data.split_seed": (whole(0), "a whole number", "data.split_seed=0"),
         "optimizer.lr": (positive, "a learning rate above 0", "optimizer.lr=1e-4"),
         "optimizer.weight_decay": (at_least_zero, "0 or more", "optimizer.weight_decay=1e-5"),
@@ -189,7 +189,7 @@ def check_train(cfg: DictConfig) -> None:
                 f"train on the CPU with trainer=cpu, or trainer.accelerator=auto"
             )
     notches = _value(cfg, "callbacks.reconstruction_preview.stitch.notches")
-    segment = round(cfg.data.sample_rate * cfg.data.segment_seconds)
+    segment = segment_samples(cfg.data.sample_rate, cfg.data.segment_seconds)
     if notches is not MISSING and isinstance(notches, int) and notches > segment // 4:
         raise ConfigError(
             f"data.segment_seconds={cfg.data.segment_seconds} at data.sample_rate={cfg.data.sample_rate} "
