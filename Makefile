@@ -64,7 +64,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 # Real music (Debian's nexuiz-music, installed with apt-get if missing): every model family for
-# the same CPU time each, scored on validation and unseen test songs (docs/results.md).
+# the same CPU time each, scored on validation and unseen test songs.
 bench: install
 	$(PY) experiments/benchmark_realmusic.py
 

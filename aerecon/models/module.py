@@ -149,7 +149,7 @@ class AutoencoderModule(L.LightningModule):
         """Training losses are summed here and logged as `train/<name>_step` every
         `log_every_n_steps` steps and as `train/<name>_epoch` (the batch-weighted mean) at the
         epoch's end, because each `self.log` call walks Lightning's result collection, a large share
-        of a small model's CPU step (docs/results.md); the sums ride in checkpoints, so a run
+        of a small model's CPU step (experiments/bench_overhead.py); the sums ride in checkpoints, so a run
         resumed mid-epoch logs the same epoch means. The progress bar reads the latest loss itself
         (`latest_train_loss`), when it redraws."""
         if self._train_epoch != self.current_epoch:  # a new epoch, or resumed from the end of the last one
