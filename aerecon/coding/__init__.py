@@ -1,0 +1,1 @@
+"""Coding songs into bits: entropy coding, the compressed-file framing, reference codecs."""
