@@ -49,8 +49,10 @@ def test_resume_skips_only_this_ranks_done_batches():
 
 def ddp_run(tmp_path: Path, shared: dict, name: str, *args: str, code: int = 0) -> subprocess.CompletedProcess:
     paths = [f"paths.{k}={v}" for k, v in shared.items()]
+    chosen = {arg.split("=")[0] for arg in args}
+    ddp = [o for o in DDP if o.split("=")[0] not in chosen]  # a test's own choice replaces the default one
     result = subprocess.run(
-        [sys.executable, "-m", "aerecon.train", *TINY, *DDP, *args, *paths, f"hydra.run.dir={tmp_path / name}"],
+        [sys.executable, "-m", "aerecon.train", *TINY, *ddp, *args, *paths, f"hydra.run.dir={tmp_path / name}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -192,3 +194,44 @@ def test_sigterm_to_the_launching_process_during_setup_stops_every_rank(tmp_path
     else:
         pytest.fail("a rank was still running a minute after the launching process stopped")
     assert not (tmp_path / "run/results.json").exists()
+
+
+# experiment=best's choices on the tiny corpus: the runs-selecting sparse network (at the tiny
+# segment's size), raw waveforms, the normalised MSE, jittered segments loaded in the training process
+BEST = [
+    "model=sparseconv",
+    "representation=raw",
+    "model.net.select=runs",
+    "model.net.latent=250",
+    "model.net.hop=50",
+    "loss.terms.mse.normalized=true",
+    "data.jitter=0.5",
+    "data.num_workers=0",
+    "optimizer.weight_decay=0.0",
+]
+
+
+def test_ddp_resume_of_the_best_configuration_is_exact(tmp_path, shared_dirs):
+    ddp_run(tmp_path, shared_dirs, "straight", "trainer.max_epochs=2", *BEST)
+    stopped = ddp_run(
+        tmp_path,
+        shared_dirs,
+        "stopped",
+        "trainer.max_epochs=2",
+        *BEST,
+        "+callbacks.fault._target_=faults.SignalAt",
+        "+callbacks.fault.epoch=0",
+        "+callbacks.fault.batch=0",
+        "+callbacks.fault.rank=0",
+        code=143,
+    )
+    assert stopped.stderr.count("aerecon: stopped: SIGTERM at epoch 0, batch 1 of") == 1, stopped.stderr[-3000:]
+    ddp_run(
+        tmp_path,
+        shared_dirs,
+        "resumed",
+        "trainer.max_epochs=2",
+        *BEST,
+        f"ckpt_path={tmp_path / 'stopped/checkpoints/last.ckpt'}",
+    )
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped", epochs=2)
