@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from aerecon.audio.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.audio.io import write_wav
-from aerecon.audio.stitch import Stitcher
+from aerecon.audio.stitch import Stitcher, check_stitch
 from aerecon.data import DEMO, FOLDER, STREAM
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
@@ -184,6 +184,8 @@ def write_media(folder: Path, name: str, original, reconstruction, butted, sampl
 
 def evaluate(cfg: DictConfig) -> dict:
     check_evaluate(cfg)
+    if "stitch" in cfg:
+        check_stitch(**cfg.stitch, prefix="stitch.")
     with sigterm_stops(lambda: "while evaluating; every file written so far is complete. Run the same command again"):
         return _evaluate(cfg)
 

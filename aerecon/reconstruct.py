@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from aerecon.audio.io import Resampler, open_mono, write_wav
+from aerecon.audio.stitch import check_stitch
 from aerecon.training.checkpoint import load
 from aerecon.utils.config import CONF_DIR, home_paths
 from aerecon.utils.errors import AudioError, ConfigError, DiskError, exit_on_user_error, sigterm_stops
@@ -41,6 +42,8 @@ def check(cfg: DictConfig) -> tuple[Path, Path]:
             + f"; name a new file, e.g. output={target.with_name(source.stem + '.reconstruction.wav')}"
         )
     check_settings(cfg, RECONSTRUCT)
+    if "stitch" in cfg:
+        check_stitch(**cfg.stitch, prefix="stitch.")
     if target.exists() and not cfg.overwrite:
         raise ConfigError(f"output={target} exists; add overwrite=true to replace it, or name another file")
     if cfg.rate not in RATES:

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from aerecon.audio.stitch import Stitcher
+from aerecon.audio.stitch import Stitcher, check_stitch
 from aerecon.models.losses import MultiResolutionSTFTLoss
 from aerecon.models.metrics import SeamExcess, band_snr_db, log_spectral_distance, song_metrics
+from aerecon.utils.errors import ConfigError
 
 RATE = 4410
 
@@ -55,6 +56,18 @@ def test_segments_cover_the_song_and_seams_are_their_edges():
         Stitcher(1000, "crossfade", overlap=0.7)
     with pytest.raises(Exception, match="window='hann'"):
         Stitcher(1000, "hann")
+
+
+def test_the_stitch_settings_are_checked_in_one_place_under_the_names_users_write():
+    with pytest.raises(ConfigError, match=r"stitch.notches=0: .* e.g. stitch.notches=8"):
+        check_stitch("notched", 0.5, 0, prefix="stitch.")
+    with pytest.raises(ConfigError, match=r"stitch.overlap=abc: .* e.g. stitch.overlap=0.5"):
+        check_stitch("crossfade", "abc", 8, prefix="stitch.")
+    with pytest.raises(ConfigError, match=r"stitch.window='hann': use one of crossfade, notched"):
+        check_stitch("hann", 0.5, 8, prefix="stitch.")
+    check_stitch("notched", 0.5, 300, prefix="stitch.")  # the upper bound waits for the model's segment
+    with pytest.raises(ConfigError, match=r"notches=300: .* a quarter of the segment"):
+        Stitcher(1000, "notched", notches=300)
 
 
 @pytest.mark.parametrize("options", WINDOWS)

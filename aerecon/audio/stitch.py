@@ -28,16 +28,34 @@ from aerecon.utils.errors import ConfigError
 WINDOWS = ("crossfade", "notched")
 
 
+def check_stitch(
+    window: str = "notched", overlap: float = 0.5, notches: int = 8, segment: int | None = None, prefix: str = ""
+) -> None:
+    """The rules of the stitch settings, checked once, here: `prefix` is how the user names them
+    (e.g. "stitch."); the notches' upper bound needs the segment's length."""
+    if window not in WINDOWS:
+        raise ConfigError(f"{prefix}window={window!r}: use one of {', '.join(WINDOWS)}, e.g. {prefix}window=notched")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0.0 <= overlap <= 0.5:
+        raise ConfigError(
+            f"{prefix}overlap={overlap}: a crossfade window takes 0 (butt joins) to 0.5, e.g. {prefix}overlap=0.5; "
+            f"for more, use {prefix}window=notched"
+        )
+    most = segment // 4 if segment is not None and window == "notched" else None
+    if (
+        isinstance(notches, bool)
+        or not isinstance(notches, int)
+        or notches < 1
+        or (most is not None and notches > most)
+    ):
+        raise ConfigError(
+            f"{prefix}notches={notches}: the notched window takes a whole number from 1 to a quarter of the segment, "
+            f"e.g. {prefix}notches=8"
+        )
+
+
 class Stitcher:
     def __init__(self, segment: int, window: str = "notched", overlap: float = 0.5, notches: int = 8):
-        if window not in WINDOWS:
-            raise ConfigError(f"window={window!r}: use one of {', '.join(WINDOWS)}")
-        if window == "crossfade" and not 0.0 <= overlap <= 0.5:
-            raise ConfigError(
-                f"overlap={overlap}: a crossfade window takes 0 (butt joins) to 0.5; for more, use window=notched"
-            )
-        if window == "notched" and not 1 <= notches <= segment // 4:
-            raise ConfigError(f"notches={notches}: the notched window takes 1 to a quarter of the segment, e.g. 8")
+        check_stitch(window, overlap, notches, segment)
         self.segment, self.window_name = segment, window
         self.hop = (
             max(1, segment - round(overlap * segment)) if window == "crossfade" else round(segment / (2 * notches))

@@ -148,12 +148,9 @@ EVALUATE = {
         "a whole number of songs, 0 or more, or null (every song)",
         "max_media_songs=4",
     ),
-    "stitch.notches": (whole(1), "a whole number, at least 1", "stitch.notches=8"),
-    "stitch.overlap": (lambda v: _number(v) and 0 <= v <= 0.5, "a fraction from 0 to 0.5", "stitch.overlap=0.5"),
-    "stitch.window": (lambda v: v in ("notched", "crossfade"), "notched or crossfade", "stitch.window=notched"),
-} | booleans("butt_joined")
+} | booleans("butt_joined")  # stitch.*: aerecon.audio.stitch.check_stitch
 RECONSTRUCT = (
-    {key: EVALUATE[key] for key in ("batch_size", "stitch.window", "stitch.notches", "stitch.overlap")}
+    {"batch_size": EVALUATE["batch_size"]}
     | {"block_seconds": (positive, "seconds above 0", "block_seconds=60")}
     | booleans("overwrite")
 )
