@@ -7,7 +7,6 @@ IEEE division, and constriction turns them into its fixed-point distribution det
 decoder on any machine rebuilds the same model from the same counts and decodes the same symbols.
 """
 
-import struct
 from dataclasses import dataclass
 
 import constriction
@@ -88,9 +87,6 @@ class Reader:
             if shift > 63:
                 raise DataError(f"{self.what} is damaged: a number in it runs on")
 
-    def unpack(self, layout: str) -> tuple:
-        return struct.unpack(layout, self.take(struct.calcsize(layout)))
-
     def rest(self) -> bytes:
         return self.take(len(self.data) - self.at)
 
@@ -112,15 +108,21 @@ def read_histogram(reader: Reader) -> Histogram:
     return Histogram(low, counts)
 
 
-def encode(groups: list[np.ndarray]) -> bytes:
-    """Each group of integer symbols under its own histogram: the histograms, then the range-coded
-    symbols, group after group."""
+def header(groups: list[np.ndarray]) -> tuple[bytearray, list[Histogram]]:
+    """What `encode` writes before the coded symbols (the groups' sizes and histograms), and the histograms."""
     out = bytearray()
     histograms = [Histogram.of(group) if len(group) else Histogram(0, np.ones(1, np.int64)) for group in groups]
     write_varint(out, len(groups))
     for group, histogram in zip(groups, histograms):
         write_varint(out, len(group))
         write_histogram(out, histogram)
+    return out, histograms
+
+
+def encode(groups: list[np.ndarray]) -> bytes:
+    """Each group of integer symbols under its own histogram: the histograms, then the range-coded
+    symbols, group after group."""
+    out, histograms = header(groups)
     coder = constriction.stream.queue.RangeEncoder()
     for group, histogram in zip(groups, histograms):
         if len(group) and not histogram.certain:
@@ -152,12 +154,5 @@ def decode(data: bytes, what: str) -> list[np.ndarray]:
 def coded_bits(groups: list[np.ndarray]) -> float:
     """About what `encode` writes for the groups, in bits: their histograms exactly, the symbols at
     their information content (the range coder adds at most a few words)."""
-    out = bytearray()
-    write_varint(out, len(groups))
-    bits = 0.0
-    for group in groups:
-        histogram = Histogram.of(group) if len(group) else Histogram(0, np.ones(1, np.int64))
-        write_varint(out, len(group))
-        write_histogram(out, histogram)
-        bits += 0.0 if histogram.certain else histogram.bits()
-    return 8 * len(out) + bits
+    out, histograms = header(groups)
+    return 8 * len(out) + sum(0.0 if histogram.certain else histogram.bits() for histogram in histograms)
