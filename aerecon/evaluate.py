@@ -190,13 +190,17 @@ def evaluate(cfg: DictConfig) -> dict:
         return _evaluate(cfg)
 
 
-def _evaluate(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.run_dir)
+def _refuse_an_evaluated_folder(out: Path) -> None:
     if (out / "metrics.json").exists() or (out / "songs").exists():
         raise ConfigError(
             f"{out} already holds an evaluation (metrics.json, songs/); leave hydra.run.dir out for a "
             f"new folder, or name an empty one"
         )
+
+
+def _evaluate(cfg: DictConfig) -> dict:
+    out = Path(cfg.paths.run_dir)
+    _refuse_an_evaluated_folder(out)
     device = pick_device(cfg.device)
     module, saved = load_model(cfg.ckpt_path, device)
     model = Autoencoder(module, saved, device)

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aerecon.data import FOLDER
 from aerecon.data.cache import read_samples
-from aerecon.data.segments import SPLITS, song_count
+from aerecon.data.segments import SPLITS, song_count, split_weights
 from aerecon.data.upload import read_json, upload
 from aerecon.utils.config import CONF_DIR, build, home_paths
 from aerecon.utils.errors import ConfigError, DataError, DiskError, exit_on_user_error, first_line, sigterm_stops
@@ -168,7 +168,7 @@ def settings(cfg: DictConfig) -> dict:
         "root": str(Path(str(data.root)).expanduser().absolute()),
         "sample_rate": data.sample_rate,
         "segment_seconds": data.segment_seconds,
-        "split": OmegaConf.to_container(data.split) if OmegaConf.is_config(data.split) else data.split,
+        "split": split_weights(OmegaConf.to_container(data.split) if OmegaConf.is_config(data.split) else data.split),
         "split_seed": data.split_seed,
         "margin": cfg.margin,
     }

@@ -212,77 +212,64 @@ def build_report(root: Path) -> dict:
     return report
 
 
+SUMMARY_COLUMNS = [
+    "run",
+    "model",
+    "epochs",
+    "best epoch",
+    "val loss",
+    "MSE",
+    "MAE",
+    "RMSE",
+    "SNR (dB)",
+    "s/epoch (median)",
+    "peak memory",
+]
+
+
 def render_markdown(report: dict) -> str:
-    summary = []
-    for name, run in report.items():
-        best = next((r for r in run["rows"] if r["best"]), {})
-        summary.append(
-            [
-                name,
-                run["model"],
-                run["epochs"],
-                run["best"],
-                best.get("val loss"),
-                best.get("MSE"),
-                best.get("MAE"),
-                best.get("RMSE"),
-                best.get("SNR (dB)"),
-                run["median_epoch_seconds"],
-                None if run["peak_gb"] is None else f"{run['peak_gb']:.2f} {run['peak_kind']}",
-            ]
-        )
     parts = [
         "# Sweep report",
         "",
         "Validation metrics at the best epoch (lowest val loss); MSE, MAE, RMSE and SNR on the waveform, "
         "val loss in the representation domain; peak memory in GiB.",
         "",
-        markdown_table(
-            [
-                "run",
-                "model",
-                "epochs",
-                "best epoch",
-                "val loss",
-                "MSE",
-                "MAE",
-                "RMSE",
-                "SNR (dB)",
-                "s/epoch (median)",
-                "peak memory",
-            ],
-            summary,
-        ),
+        markdown_table(SUMMARY_COLUMNS, [_summary_row(name, run) for name, run in report.items()]),
     ]
-    seeded = over_seeds(report)
-    if seeded:
-        columns = [c for c in SEED_COLUMNS if any(c in row["metrics"] for row in seeded)]
-        parts += [
-            "",
-            "## Over seeds",
-            "",
-            "Runs that differ only in `seed`: the mean and the half-width of its 95% confidence interval "
-            "(Student's t) at each run's best epoch, and on the test split. Two settings differ beyond "
-            "noise where their intervals do not overlap.",
-            "",
-            markdown_table(
-                ["setting", "model", "seeds", *columns],
-                [
-                    [
-                        row["setting"],
-                        row["model"],
-                        len(row["seeds"]),
-                        *(_interval(row["metrics"].get(c)) for c in columns),
-                    ]
-                    for row in seeded
-                ],
-            ),
-        ]
+    parts += _seed_section(over_seeds(report))
     for name, run in report.items():
         columns = [c for c in COLUMNS.values() if any(r[c] is not None for r in run["rows"])]
         rows = [[f"{r['epoch']} (best)" if r["best"] else r["epoch"], *(r[c] for c in columns)] for r in run["rows"]]
         parts += ["", f"## {name} ({run['model']})", "", markdown_table(["epoch", *columns], rows)]
     return "\n".join(parts) + "\n"
+
+
+def _summary_row(name: str, run: dict) -> list:
+    """One run's line of the summary (SUMMARY_COLUMNS): its metrics at the best epoch."""
+    best = next((r for r in run["rows"] if r["best"]), {})
+    peak = None if run["peak_gb"] is None else f"{run['peak_gb']:.2f} {run['peak_kind']}"
+    metrics = [best.get(c) for c in ("val loss", "MSE", "MAE", "RMSE", "SNR (dB)")]
+    return [name, run["model"], run["epochs"], run["best"], *metrics, run["median_epoch_seconds"], peak]
+
+
+def _seed_section(seeded: list[dict]) -> list[str]:
+    if not seeded:
+        return []
+    columns = [c for c in SEED_COLUMNS if any(c in row["metrics"] for row in seeded)]
+    rows = [
+        [row["setting"], row["model"], len(row["seeds"]), *(_interval(row["metrics"].get(c)) for c in columns)]
+        for row in seeded
+    ]
+    return [
+        "",
+        "## Over seeds",
+        "",
+        "Runs that differ only in `seed`: the mean and the half-width of its 95% confidence interval "
+        "(Student's t) at each run's best epoch, and on the test split. Two settings differ beyond "
+        "noise where their intervals do not overlap.",
+        "",
+        markdown_table(["setting", "model", "seeds", *columns], rows),
+    ]
 
 
 def _interval(value: tuple[float, float] | None) -> str:

@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aerecon.data.segments import split_weights
 from aerecon.models.upgrade import upgrade_state_dict
 from aerecon.plan import check_budget, check_model_size
 from aerecon.training.callbacks import BestMetrics, GracefulStop, RNGState, StoreConfig
@@ -53,6 +54,11 @@ def _select(config: dict, dotted: str):
     return config
 
 
+def _resume_value(config: dict, key: str):
+    value = _select(config, key)
+    return split_weights(value) if key == "data.split" else value  # null and the weights it stands for are one
+
+
 def _differences(key: str, saved, current) -> list[str]:
     """`key.leaf: A in the checkpoint, B now` for every leaf setting under `key` that differs."""
     if isinstance(saved, dict) and isinstance(current, dict):
@@ -68,7 +74,11 @@ def _resume_into(cfg: DictConfig) -> Path:
     """Checks the checkpoint belongs to this config and returns its run folder."""
     saved = load_checkpoint_config(cfg.ckpt_path)
     current = OmegaConf.to_container(cfg, resolve=True)
-    differ = [line for key in RESUME_KEYS for line in _differences(key, _select(saved, key), _select(current, key))]
+    differ = [
+        line
+        for key in RESUME_KEYS
+        for line in _differences(key, _resume_value(saved, key), _resume_value(current, key))
+    ]
     if differ:
         details = "; ".join(differ)
         overrides = shlex.join(saved.get("overrides", []))

@@ -270,3 +270,23 @@ def test_evaluating_a_demo_checkpoint_renders_the_demo_here_not_where_the_file_s
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(victim.iterdir()) == []
     assert any((tmp_path / "data" / "demo").glob("*.flac"))  # this machine's data folder (paths.data_dir)
+
+
+@pytest.mark.parametrize("name", ["fc", "resconv", "fourier_topk"])
+def test_the_epoch_loss_means_of_an_earlier_version_carry_into_the_metrics_and_back_unchanged(name):
+    """Checkpoints written when the epoch's training losses were plain sums resume into
+    torchmetrics' running means: the means they give are the sums over the batches seen, and
+    saving again writes the same numbers."""
+    from aerecon.training.checkpoint import load_model, read
+
+    stored = read(FIXTURES / f"{name}.ckpt")
+    old = copy.deepcopy(stored["aerecon_train_sums"])
+    module, _ = load_model(FIXTURES / f"{name}.ckpt")
+    module.on_load_checkpoint(stored)
+    resumed = {}
+    module.on_save_checkpoint(resumed)
+    assert resumed["aerecon_train_sums"] == old
+    sums = old["ranks"][0]
+    for term, total in sums["sums"].items():  # resconv's five terms, fc's one, a fitted network's none
+        mean = module._train_means[term].compute()
+        assert mean.dtype == torch.float32 and float(mean) == pytest.approx(total / sums["seen"], rel=1e-6)

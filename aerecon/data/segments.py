@@ -25,10 +25,13 @@ def checked_jitter(jitter: float) -> float:
     return float(jitter)
 
 
+THESIS_SPLIT = {"train": 1300, "val": 130, "test": 20}  # the thesis's proportions, by song
+
+
 def split_weights(split: dict[str, float] | str | None) -> dict[str, float] | str:
-    """data.split checked: weights of train, val and test (None: the thesis's proportions, by song),
-    or "folders" (train/, val/, test/ under data.root)."""
-    split = split or {"train": 1300, "val": 130, "test": 20}
+    """data.split checked: weights of train, val and test (None: THESIS_SPLIT), or "folders"
+    (train/, val/, test/ under data.root)."""
+    split = split or THESIS_SPLIT
     if isinstance(split, str):
         if split != "folders":
             raise ConfigError(

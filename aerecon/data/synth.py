@@ -125,27 +125,12 @@ def render_track(index: int, seed: int, seconds: float, sr: int) -> tuple[np.nda
         chord = progression[bar % len(progression)]
         if bar not in breakdown:
             _add_beat(drums, t, in_bar, kick, backbeat, hat_step, beat, sr, rng)
-        # bassline: offbeat eighth (the classic EDM pump), an octave jump on the last beat
-        note_len = int(0.45 * beat * sr)
-        bass_note = degree_note(chord) + (12 if in_bar == 3 else 0)
-        tone = _saw(_midi_hz(bass_note), note_len, sr, harmonics=10) * _decay(note_len, 0.25, sr)
-        _add(bass, 0.35 * tone, t + int(0.5 * beat * sr))
+        _add_bass(bass, t, degree_note(chord) + (12 if in_bar == 3 else 0), beat, sr)
         if in_bar == 0 and top in ("chords", "both"):
-            length = int(4 * beat * sr)
-            env = np.minimum(1.0, np.arange(length) / (0.05 * sr)) * _decay(length, 2.5, sr)
-            for d in (0, 2, 4):
-                note = degree_note(chord + d, octave=2)
-                pad = _saw(_midi_hz(note) * 1.003, length, sr, 6) + _saw(_midi_hz(note) * 0.997, length, sr, 6)
-                _add(music, 0.05 * pad * env, t)
+            _add_chord(music, t, [degree_note(chord + d, octave=2) for d in (0, 2, 4)], beat, sr)
         if top in ("lead", "both"):
-            for k, step in enumerate((0.0, 0.5)):
-                length = int(0.45 * beat * sr)
-                note = degree_note(chord + (0, 2, 4, 7)[(2 * in_bar + k) % 4], octave=3)
-                _add(
-                    music,
-                    0.06 * _square(_midi_hz(note), length, sr, 5) * _decay(length, 0.15, sr),
-                    t + int(step * beat * sr),
-                )
+            notes = [degree_note(chord + (0, 2, 4, 7)[(2 * in_bar + k) % 4], octave=3) for k in range(2)]
+            _add_lead(music, t, notes, beat, sr)
     mix = 0.9 * drums + bass + music
     mix *= float(rng.uniform(0.5, 0.9)) / max(1e-9, np.abs(mix).max())  # varied loudness, no clipping
     info = {
@@ -156,6 +141,30 @@ def render_track(index: int, seed: int, seconds: float, sr: int) -> tuple[np.nda
         "top": top,
     }
     return mix.astype(np.float32), info
+
+
+def _add_bass(bass: np.ndarray, t: int, note: int, beat: float, sr: int) -> None:
+    """The classic EDM pump: a saw on the offbeat eighth."""
+    length = int(0.45 * beat * sr)
+    tone = _saw(_midi_hz(note), length, sr, harmonics=10) * _decay(length, 0.25, sr)
+    _add(bass, 0.35 * tone, t + int(0.5 * beat * sr))
+
+
+def _add_chord(music: np.ndarray, t: int, notes: list[int], beat: float, sr: int) -> None:
+    """A bar-long pad of detuned saws."""
+    length = int(4 * beat * sr)
+    env = np.minimum(1.0, np.arange(length) / (0.05 * sr)) * _decay(length, 2.5, sr)
+    for note in notes:
+        pad = _saw(_midi_hz(note) * 1.003, length, sr, 6) + _saw(_midi_hz(note) * 0.997, length, sr, 6)
+        _add(music, 0.05 * pad * env, t)
+
+
+def _add_lead(music: np.ndarray, t: int, notes: list[int], beat: float, sr: int) -> None:
+    """Two square-wave eighths from beat time `t`."""
+    length = int(0.45 * beat * sr)
+    for note, step in zip(notes, (0.0, 0.5)):
+        tone = _square(_midi_hz(note), length, sr, 5) * _decay(length, 0.15, sr)
+        _add(music, 0.06 * tone, t + int(step * beat * sr))
 
 
 # The demo only ever replaces a folder that carries this mark: a user's folder that happens to hold
@@ -171,6 +180,30 @@ def owned_by_demo(root: Path) -> bool:
         return mark.is_file() and not mark.is_symlink() and mark.read_text() == MARK_TEXT
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _refuse_foreign(root: Path) -> None:
+    # Re-rendering replaces the folder: never do that to anything the demo did not make.
+    if root.is_symlink() or root.exists() and (not root.is_dir() or any(root.iterdir()) and not owned_by_demo(root)):
+        raise DataError(
+            f"data.root={root} holds files but is not a demo dataset aerecon rendered (no {MARK} mark), "
+            f"so the demo will not replace them. For your own audio use data=folder data.root={root}; "
+            f"a demo folder from an older aerecon can be deleted, and it is rendered again"
+        )
+
+
+def _render_into(staging: Path, spec: dict, desc: str) -> None:
+    """The demo tracks `spec` describes, their manifest and the demo's mark, written into a new `staging` folder."""
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    tracks = {}
+    for i in tqdm(range(spec["num_songs"]), desc=desc, unit="track"):
+        audio, info = render_track(i, spec["seed"], spec["seconds"], spec["sample_rate"])
+        name = f"track_{i:03d}.flac"
+        sf.write(staging / name, audio, spec["sample_rate"], subtype="PCM_16")
+        tracks[name] = info
+    (staging / "manifest.json").write_text(json.dumps({"spec": spec, "tracks": tracks}, indent=1))
+    (staging / MARK).write_text(MARK_TEXT)
 
 
 def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate: int, seed: int) -> Path:
@@ -192,38 +225,16 @@ def ensure_demo_dataset(root: Path, num_songs: int, seconds: float, sample_rate:
     def ready() -> bool:
         return owned_by_demo(root) and manifest.exists() and json.loads(manifest.read_text()).get("spec") == spec
 
-    def refuse_foreign() -> None:
-        # Re-rendering replaces the folder: never do that to anything the demo did not make.
-        if (
-            root.is_symlink()
-            or root.exists()
-            and (not root.is_dir() or any(root.iterdir()) and not owned_by_demo(root))
-        ):
-            raise DataError(
-                f"data.root={root} holds files but is not a demo dataset aerecon rendered (no {MARK} mark), "
-                f"so the demo will not replace them. For your own audio use data=folder data.root={root}; "
-                f"a demo folder from an older aerecon can be deleted, and it is rendered again"
-            )
-
     if ready():
         return root
-    refuse_foreign()
+    _refuse_foreign(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         if ready():
             return root
-        refuse_foreign()
+        _refuse_foreign(root)
         staging = root.with_name(root.name + f".tmp{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        tracks = {}
-        for i in tqdm(range(num_songs), desc=f"Rendering demo tracks into {root}", unit="track"):
-            audio, info = render_track(i, seed, seconds, sample_rate)
-            name = f"track_{i:03d}.flac"
-            sf.write(staging / name, audio, sample_rate, subtype="PCM_16")
-            tracks[name] = info
-        (staging / "manifest.json").write_text(json.dumps({"spec": spec, "tracks": tracks}, indent=1))
-        (staging / MARK).write_text(MARK_TEXT)
+        _render_into(staging, spec, desc=f"Rendering demo tracks into {root}")
         shutil.rmtree(root, ignore_errors=True)
         os.replace(staging, root)
     return root

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from aerecon.audio.representation import RFFT, Representation
 from aerecon.models.bottlenecks import VectorQuantizer
@@ -59,8 +60,8 @@ class AutoencoderModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.gradient_checkpointing = gradient_checkpointing
         self.metrics = nn.ModuleDict({stage: waveform_metrics(stage) for stage in ("val", "test")})
-        self._train_sums: dict[str, torch.Tensor] = {}  # see _log_train
-        self._train_seen, self._train_epoch = 0, None
+        self._train_means: dict[str, MeanMetric] = {}  # see _log_train
+        self._train_epoch: int | None = None
         self._latest: dict[str, torch.Tensor] = {}  # see latest_train_loss
         self.example_input_array = torch.zeros(2, 1, net.input_length)
         if net.fits:  # fitted in one pass, not by gradients
@@ -146,21 +147,19 @@ class AutoencoderModule(L.LightningModule):
         return total, reconstruction
 
     def _log_train(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
-        """Training losses are summed here and logged as `train/<name>_step` every
-        `log_every_n_steps` steps and as `train/<name>_epoch` (the batch-weighted mean) at the
-        epoch's end, because each `self.log` call walks Lightning's result collection, a large share
-        of a small model's CPU step (experiments/bench_overhead.py); the sums ride in checkpoints, so a run
-        resumed mid-epoch logs the same epoch means. The progress bar reads the latest loss itself
-        (`latest_train_loss`), when it redraws."""
+        """Each training loss term feeds a torchmetrics MeanMetric (batch-weighted), logged as
+        `train/<name>_epoch` at the epoch's end, and as `train/<name>_step` every
+        `log_every_n_steps` steps, because each `self.log` call walks Lightning's result
+        collection, a large share of a small model's CPU step. Lightning saves one process's
+        metric states, so the states of every process ride in checkpoints (`on_save_checkpoint`)
+        and a run resumed mid-epoch logs the same epoch means. The progress bar reads the latest
+        loss itself (`latest_train_loss`), when it redraws."""
         if self._train_epoch != self.current_epoch:  # a new epoch, or resumed from the end of the last one
-            self._train_sums, self._train_seen, self._train_epoch = {}, 0, self.current_epoch
+            self._train_means, self._train_epoch = {}, self.current_epoch
         for name, value in values.items():
-            total = self._train_sums.get(name, 0.0)
-            if isinstance(total, torch.Tensor):
-                total.add_(value, alpha=batch_size)
-            else:  # the epoch's first batch, or a float sum from a checkpoint
-                self._train_sums[name] = value.float() * batch_size + total
-        self._train_seen += batch_size
+            if name not in self._train_means:
+                self._train_means[name] = _epoch_mean(self.device)
+            self._train_means[name].update(value, batch_size)
         self._latest["loss"] = values["loss"]
         trainer = attached_trainer(self)
         every = trainer.log_every_n_steps if trainer is not None else 1
@@ -174,22 +173,26 @@ class AutoencoderModule(L.LightningModule):
         loss = self._latest.get("loss")
         return None if loss is None else float(loss)
 
+    def on_train_start(self) -> None:
+        for metric in self._train_means.values():  # restored from a checkpoint on the CPU
+            metric.to(self.device)
+
     def on_train_epoch_end(self) -> None:
         if self.net.fits:
             self.trainer.should_stop = True  # one pass is all a fitted network needs
             return
-        if self._train_seen and self._train_epoch == self.current_epoch:
-            self.log_dict(
-                {f"train/{k}_epoch": v / self._train_seen for k, v in self._train_sums.items()},
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-            )
+        if self._train_epoch == self.current_epoch and self._train_means:
+            # compute() sums the states of every DDP process before dividing
+            means = {f"train/{k}_epoch": metric.compute() for k, metric in self._train_means.items()}
+            self.log_dict(means, on_step=False, on_epoch=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Every rank saves (only rank 0 writes), so under DDP each rank's sums ride in the one file.
-        names = sorted(self._train_sums)
-        mine = torch.tensor([self._train_seen, *(float(self._train_sums[k]) for k in names)], dtype=torch.float64)
+        # Every process saves (only rank 0 writes), so under DDP each one's states ride in the one file.
+        names = sorted(self._train_means)
+        mine = torch.zeros(len(names) + 1, dtype=torch.float64)
+        if names:
+            mine[0] = float(self._train_means[names[0]].weight)
+            mine[1:] = torch.stack([self._train_means[k].mean_value.detach().cpu() for k in names]).double()
         ranks = (
             self.all_gather(mine.to(self.device)).view(-1, len(names) + 1).cpu()
             if self._world_size() > 1
@@ -205,8 +208,8 @@ class AutoencoderModule(L.LightningModule):
         state = checkpoint.get("aerecon_train_sums", {"epoch": None, "ranks": []})
         ranks = state.get("ranks", [state] if "seen" in state else [])  # older checkpoints: one process's sums
         mine = ranks[self.global_rank] if len(ranks) == self._world_size() else {"seen": 0, "sums": {}}
-        self._train_sums = dict(mine["sums"])  # floats; the next batch adds tensors to them
-        self._train_seen, self._train_epoch = mine["seen"], state["epoch"]
+        self._train_means = {name: _epoch_mean(total=total, seen=mine["seen"]) for name, total in mine["sums"].items()}
+        self._train_epoch = state["epoch"]
 
     def _world_size(self) -> int:
         trainer = attached_trainer(self)
@@ -267,3 +270,13 @@ class AutoencoderModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+def _epoch_mean(device: torch.device | str = "cpu", total: float = 0.0, seen: int = 0) -> MeanMetric:
+    """A batch-weighted running mean of one loss term; the loss is checked for NaN where it is made."""
+    metric = MeanMetric(nan_strategy="disable")
+    metric.mean_value.fill_(total)
+    metric.weight.fill_(seen)
+    if seen:
+        metric.update(torch.zeros(0))  # adds nothing, but marks the restored states as updated
+    return metric.to(device)
