@@ -23,34 +23,40 @@ log = logging.getLogger(__name__)
 RATES = ("model", "input")
 
 
-def check(cfg: DictConfig) -> tuple[Path, Path]:
-    """(input, output) paths, after every fault that needs no decoding."""
+def check_paths(cfg: DictConfig, command: str, suffix: str, what: str, settings: dict) -> tuple[Path, Path]:
+    """(input, output) of `command` (aerecon-reconstruct, -compress, -decompress), whose output is
+    a `suffix` file (`what` says so): set, the input a file, the output new (or overwrite=true) in a
+    folder that exists, and not the input; and its `settings` (a table of aerecon.utils.settings)."""
     for key in ("ckpt_path", "input", "output"):
         if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
-            raise ConfigError(f"{key} is not set: aerecon-reconstruct ckpt_path=CKPT input=SONG output=OUT.wav")
+            raise ConfigError(f"{key} is not set: {command} ckpt_path=CKPT input=SONG output=OUT{suffix}")
     source, target = Path(str(cfg.input)).expanduser(), Path(str(cfg.output)).expanduser()
     if not source.is_file():
         raise ConfigError(f"input={source}: no such file" if not source.exists() else f"input={source} is not a file")
-    if target.suffix.lower() != ".wav":
-        raise ConfigError(
-            f"output={target}: the reconstruction is written as WAV, e.g. output={target.with_suffix('.wav')}"
-        )
+    if target.suffix.lower() != suffix:
+        raise ConfigError(f"output={target}: {what}, e.g. output={target.with_suffix(suffix)}")
     if target.exists() and (target.is_dir() or target.resolve() == source.resolve()):
         raise ConfigError(
             f"output={target} is "
             + ("a folder" if target.is_dir() else "the input file")
-            + f"; name a new file, e.g. output={target.with_name(source.stem + '.reconstruction.wav')}"
+            + f"; name a new file, e.g. output={target.with_name(source.stem + '.out' + suffix)}"
         )
-    check_settings(cfg, RECONSTRUCT)
-    if "stitch" in cfg:
-        check_stitch(**cfg.stitch, prefix="stitch.")
+    check_settings(cfg, settings)
     if target.exists() and not cfg.overwrite:
         raise ConfigError(f"output={target} exists; add overwrite=true to replace it, or name another file")
-    if cfg.rate not in RATES:
-        raise ConfigError(f"rate={cfg.rate}: use model (the model's sample rate) or input (the input file's)")
     if not target.parent.is_dir():
         raise ConfigError(f"output={target}: the folder {target.parent} does not exist")
     return source, target
+
+
+def check(cfg: DictConfig) -> tuple[Path, Path]:
+    """(input, output) paths, after every fault that needs no decoding."""
+    paths = check_paths(cfg, "aerecon-reconstruct", ".wav", "the reconstruction is written as WAV", RECONSTRUCT)
+    if "stitch" in cfg:
+        check_stitch(**cfg.stitch, prefix="stitch.")
+    if cfg.rate not in RATES:
+        raise ConfigError(f"rate={cfg.rate}: use model (the model's sample rate) or input (the input file's)")
+    return paths
 
 
 def exactly(pieces: Iterator[np.ndarray], total: Callable[[], int], tail: int = 1 << 14) -> Iterator[np.ndarray]:

@@ -1,5 +1,5 @@
 from aerecon.models.baselines import FourierSparse, FourierTopK, LowpassRFFT
-from aerecon.models.bottlenecks import VAEBottleneck, VectorQuantizer
+from aerecon.models.bottlenecks import ScalarQuantizer, VAEBottleneck, VectorQuantizer
 from aerecon.models.conv import ConvAutoencoder
 from aerecon.models.fc import FCAutoencoder
 from aerecon.models.module import AutoencoderModule
@@ -16,6 +16,7 @@ __all__ = [
     "LowpassRFFT",
     "Net",
     "ResConvAutoencoder",
+    "ScalarQuantizer",
     "SparseConvAutoencoder",
     "VAEBottleneck",
     "VectorQuantizer",

@@ -30,6 +30,7 @@ class SpectralBaseline(Net):
     representation = RFFT
     representation_hint = "keeps RFFT bins: use representation=rfft"
     fits = True
+    dense_latent = False
 
     def __init__(self, input_length: int, latent: int = 3300):
         super().__init__()

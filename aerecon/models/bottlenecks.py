@@ -5,6 +5,8 @@ other entries are logged; `latent(z)` is z' in evaluation, without the terms. Bu
 training module with its network's latent channel count.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +55,14 @@ class VectorQuantizer(nn.Module):
         codebook = self.codebook.float()
         distance = flat.square().sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.square().sum(1)
         return distance.argmin(1)
+
+    def symbols(self, z: torch.Tensor) -> torch.Tensor:
+        """The code's symbols [B, 1, T]: each latent frame's codebook index."""
+        b, c, t = z.shape
+        return self.quantize(z.float().transpose(1, 2).reshape(b * t, c)).view(b, 1, t)
+
+    def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
+        return self.codebook.float()[symbols.view(symbols.shape[0], -1)].transpose(1, 2).reshape(like)
 
     @torch.no_grad()
     def _learn(self, flat: torch.Tensor, index: torch.Tensor) -> None:
@@ -153,3 +163,109 @@ class VAEBottleneck(nn.Module):
             sample = mean
         kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).mean()
         return sample.to(z.dtype), {"total": weight * kl, "kl": kl, "kl_weight": torch.tensor(weight)}
+
+
+class FactorizedPrior(nn.Module):
+    """A learned density for each latent channel (Ballé et al. 2018, "Variational image
+    compression with a scale hyperprior", appendix 6.1): a small monotonic network per channel
+    gives a cumulative c(x); the probability of an integer y, or of y plus uniform noise, is
+    c(y + 1/2) - c(y - 1/2)."""
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        sizes = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(sizes) - 1))
+        self.matrices, self.biases, self.factors = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
+        for i in range(len(sizes) - 1):
+            init = math.log(math.expm1(1 / scale / sizes[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, sizes[i + 1], sizes[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, sizes[i + 1], 1) - 0.5))
+            if i < len(sizes) - 2:
+                self.factors.append(nn.Parameter(torch.zeros(channels, sizes[i + 1], 1)))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """c(x) before its sigmoid, for x [C, 1, N]."""
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+            x = F.softplus(matrix) @ x + bias
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
+        """The probability of each value of y [B, C, T] (at least 1e-9)."""
+        b, c, t = y.shape
+        v = y.transpose(0, 1).reshape(c, 1, b * t)
+        lower, upper = self._logits(v - 0.5), self._logits(v + 0.5)
+        sign = -torch.sign(lower + upper).detach()  # the sigmoids' flat side, for precision
+        p = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
+        return p.clamp_min(1e-9).reshape(c, b, t).transpose(0, 1)
+
+
+class ScalarQuantizer(nn.Module):
+    """Rounds each latent number to an integer, the code's symbols, and prices them in bits.
+
+    - training adds uniform noise in [-1/2, 1/2) instead of rounding (Ballé et al. 2017), so the
+      decoder learns what rounding does and the rate stays differentiable; evaluation rounds;
+    - the rate is the symbols' information content under a learned FactorizedPrior per latent
+      channel, in kbit/s of audio (`seconds` of audio per segment); the loss adds `rate_lambda` x kbit/s;
+    - with `kbps` set, `rate_lambda` follows the rate: each training step multiplies it by
+      exp(`adapt` x (rate / kbps - 1)), so training settles near the target rate.
+    A flat latent [B, n] counts as one channel. Compressed files code the symbols with
+    constriction's range coder (aerecon.coding.learned).
+    """
+
+    needs_frames = False
+
+    def __init__(
+        self,
+        channels: int,
+        seconds: float,
+        rate_lambda: float = 0.01,
+        kbps: float | None = None,
+        adapt: float = 0.01,
+        filters: tuple[int, ...] = (3, 3, 3),
+    ):
+        super().__init__()
+        if not (isinstance(rate_lambda, (int, float)) and math.isfinite(rate_lambda) and rate_lambda >= 0):
+            raise ConfigError(f"model.bottleneck.rate_lambda={rate_lambda}: use a number of at least 0, e.g. 0.01")
+        if kbps is not None and not (isinstance(kbps, (int, float)) and math.isfinite(kbps) and kbps > 0):
+            raise ConfigError(f"codec.kbps={kbps}: use a rate in kbit/s above 0, e.g. codec.kbps=8")
+        self.seconds, self.kbps, self.adapt = float(seconds), kbps, adapt
+        self.prior = FactorizedPrior(channels, tuple(filters))
+        self.register_buffer("rate_lambda", torch.tensor(float(rate_lambda)))  # follows the rate: resumes with it
+
+    @staticmethod
+    def _channels(z: torch.Tensor) -> torch.Tensor:
+        return z.float().reshape(z.shape[0], z.shape[1] if z.dim() == 3 else 1, -1)
+
+    def symbols(self, z: torch.Tensor) -> torch.Tensor:
+        """The integer symbols [B, C, T] of latents z."""
+        return torch.round(self._channels(z)).long()
+
+    def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
+        """Latents of shape `like` [B, ...] back from their symbols."""
+        return symbols.float().reshape(like)
+
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.round(z.float()).to(z.dtype)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        y = self._channels(z)
+        if self.training:
+            y = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            y = torch.round(y)
+        bits = -torch.log2(self.prior.likelihood(y)).sum((1, 2))
+        kbps = bits.mean() / self.seconds / 1000
+        if self.training and self.kbps is not None and torch.is_grad_enabled():
+            self._follow(kbps.detach())
+        terms = {"total": self.rate_lambda * kbps, "kbps": kbps.detach(), "rate_lambda": self.rate_lambda.clone()}
+        return y.reshape(z.shape).to(z.dtype), terms
+
+    @torch.no_grad()
+    def _follow(self, kbps: torch.Tensor) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            kbps = kbps.clone()  # every process takes the same step, from the global batch's rate
+            torch.distributed.all_reduce(kbps)
+            kbps /= torch.distributed.get_world_size()
+        self.rate_lambda.mul_(torch.exp(self.adapt * (kbps / self.kbps - 1)))

@@ -48,12 +48,17 @@ class AutoencoderModule(L.LightningModule):
             raise ConfigError(f"model.net={type(net).__name__} {net.representation_hint}")
         self.bottleneck: nn.Module | None = None
         if bottleneck is not None:
-            if not net.takes_bottleneck:
+            needs_frames = getattr(getattr(bottleneck, "func", bottleneck), "needs_frames", True)
+            if not (net.takes_bottleneck if needs_frames else net.dense_latent):
                 raise ConfigError(
                     f"{type(net).__name__} has no [channels, frames] latent for a bottleneck: "
                     f"use model=resconv with bottleneck=vq or bottleneck=vae"
+                    if needs_frames
+                    else f"{type(net).__name__}'s code is not a latent of numbers to round: "
+                    f"use bottleneck=quantized with model=fc, conv or resconv"
                 )
-            self.bottleneck = bottleneck(channels=net.latent_shape[0])
+            channels = net.latent_shape[0] if len(net.latent_shape) == 2 else 1
+            self.bottleneck = bottleneck(channels=channels)
         self.input_length = net.input_length
         self.loss = loss or WeightedSum({"mse": MSELoss()})
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5))
@@ -97,6 +102,16 @@ class AutoencoderModule(L.LightningModule):
             z = self.bottleneck.latent(z) if not self.training else self.bottleneck(z)[0]
         return self.net.pack(z)
 
+    def symbols(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation-domain segments [B, 1, n] -> their code's integer symbols [B, channels,
+        frames], for a bottleneck whose code is discrete (aerecon.coding.learned compresses them)."""
+        return self.bottleneck.symbols(self.net.encode(self._weights_dtype(x)))
+
+    def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Symbols [B, channels, frames] -> representation-domain segments [B, 1, n]."""
+        z = self.bottleneck.from_symbols(symbols, (len(symbols), *self.net.latent_shape))
+        return self.net.decode(self._weights_dtype(z))
+
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Codes [B, numbers] -> representation-domain segments [B, 1, n]."""
         return self.net.decode(self.net.unpack(self._weights_dtype(code)))
@@ -128,10 +143,11 @@ class AutoencoderModule(L.LightningModule):
             reconstruction = self.representation.decode(output)
             terms = self.loss(output, target, reconstruction, wave.float())
         total = terms.pop("total")
+        kbps = latent_terms.pop("kbps", None)  # a code priced in bits: its rate stands beside the loss
         if latent_terms:
             total = total + latent_terms.pop("total")
             terms.update({f"{type(self.bottleneck).__name__.lower()}/{k}": v for k, v in latent_terms.items()})
-        values = {"loss": total.detach()}
+        values = {"loss": total.detach()} | ({} if kbps is None else {"kbps": kbps})
         if len(terms) > 1 or latent_terms:
             values.update({f"loss/{k}": v.detach() for k, v in terms.items()})
         if stage == "train":

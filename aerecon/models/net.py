@@ -34,6 +34,7 @@ class Net(nn.Module):
     network needs around it:
     - `representation` and `representation_hint`: the representation it requires, if any;
     - `takes_bottleneck`: a [channels, frames] latent that a vq or vae bottleneck can act on;
+    - `dense_latent`: the latent is numbers a quantized bottleneck can round (not positions);
     - `fits`: not learned by gradients, but fitted in one pass over the training split
       (`fit_batch` per batch of waveforms, `fit_end` once the pass is over).
     """
@@ -43,6 +44,7 @@ class Net(nn.Module):
     representation: type | None = None
     representation_hint = ""
     takes_bottleneck = False
+    dense_latent = True
     fits = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

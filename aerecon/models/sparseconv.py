@@ -38,6 +38,8 @@ class SparseConvAutoencoder(Net):
       cropped back, so any length round-trips.
     """
 
+    dense_latent = False
+
     representation = Raw
     representation_hint = "filters waveforms: use representation=raw"
 

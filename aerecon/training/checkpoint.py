@@ -61,7 +61,9 @@ NETS = frozenset(
 PLACES = {
     "model": frozenset({"aerecon.models.AutoencoderModule"}) | NETS,  # a net: written before the module existed
     "model.net": NETS,
-    "model.bottleneck": frozenset({"aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck"}),
+    "model.bottleneck": frozenset(
+        {"aerecon.models.VectorQuantizer", "aerecon.models.VAEBottleneck", "aerecon.models.ScalarQuantizer"}
+    ),
     "model.representation": frozenset(
         {"aerecon.audio.representation.RFFT", "aerecon.audio.representation.Raw", "aerecon.audio.representation.MuLaw"}
     ),

@@ -154,6 +154,7 @@ RECONSTRUCT = (
     | {"block_seconds": (positive, "seconds above 0", "block_seconds=60")}
     | booleans("overwrite")
 )
+CODEC = RECONSTRUCT  # aerecon-compress and aerecon-decompress
 
 
 def _value(cfg: DictConfig, key: str):

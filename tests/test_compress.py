@@ -1,0 +1,156 @@
+"""Learned codes in bits: bottleneck=quantized trains at a rate, and aerecon-compress /
+aerecon-decompress write and read real files of it (and of a VQ code)."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import compose_cfg, run_cli
+from test_inference import FIXTURES
+
+import aerecon
+from aerecon.coding import container, entropy, learned
+from aerecon.train import train
+from aerecon.utils.errors import ConfigError, DataError
+
+RATE = 2000  # experiment=tiny's
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, shared_dirs) -> dict:
+    """A resconv with bottleneck=quantized, trained two epochs at a target rate: its results."""
+    root = tmp_path_factory.mktemp("quantized")
+    cfg = compose_cfg(root, shared_dirs, "model=resconv", "bottleneck=quantized", "+model.bottleneck.kbps=1.0")
+    return train(cfg) | {"cfg": cfg}
+
+
+def song(seconds: float, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    wave = 0.3 * np.sin(2 * np.pi * 110 * t) + 0.1 * np.sin(2 * np.pi * 330 * t + 1.0)
+    return (wave + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def by_segments(model, wave: np.ndarray) -> np.ndarray:
+    """The model's eval-mode reconstruction of the song's whole segments (the last padded), cut to its length."""
+    n = model.segment_samples
+    segments = torch.from_numpy(np.pad(wave, (0, -len(wave) % n)).reshape(-1, 1, n))
+    with torch.no_grad():
+        return model.module.reconstruct(segments).flatten().numpy()[: len(wave)]
+
+
+@pytest.mark.parametrize("name", ["fc", "conv", "resconv"])
+def test_a_quantized_latent_trains_on_each_dense_network_and_logs_its_rate(make_cfg, name):
+    results = train(make_cfg(f"model={name}", "bottleneck=quantized", "trainer.max_epochs=1", "test=false"))
+    kbps = results["best"]["val/kbps"]
+    # 0.5 s segments of 2000 Hz: a handful of symbols of a few bits each per segment
+    assert 0 < kbps < 50
+    model = aerecon.load(results["best_checkpoint"], "cpu")
+    n = model.segment_samples
+    code = model.encode(torch.from_numpy(song(1.0)[:n]).view(1, 1, n))
+    assert torch.equal(code, code.round())  # the code is integers
+
+
+def test_a_dense_network_is_the_only_kind_a_quantized_bottleneck_takes(make_cfg):
+    with pytest.raises(ConfigError, match="not a latent of numbers to round: use bottleneck=quantized with model=fc"):
+        train(
+            make_cfg(
+                "model=sparseconv",
+                "representation=raw",
+                "model.net.latent=250",
+                "model.net.hop=50",
+                "bottleneck=quantized",
+            )
+        )
+
+
+def test_a_target_rate_moves_rate_lambda_towards_it(quantized):
+    best = quantized["best"]
+    assert best["val/loss/scalarquantizer/rate_lambda"] != pytest.approx(0.01)  # it followed the rate
+
+
+def test_compress_then_decompress_gives_the_model_reconstruction_and_the_rate_is_the_files(quantized, tmp_path):
+    ckpt = quantized["best_checkpoint"]
+    wave = song(3.37)
+    sf.write(tmp_path / "song.wav", wave, RATE, subtype="FLOAT")
+    made = run_cli(
+        f"ckpt_path={ckpt}", f"input={tmp_path / 'song.wav'}", f"output={tmp_path / 'song.aer'}",
+        cwd=tmp_path, app="aerecon.compress",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    size = (tmp_path / "song.aer").stat().st_size
+    assert f"{size} bytes for 3.4 s of song.wav, {8 * size / 3.37 / 1000:.2f} kbit/s" in made.stdout
+    back = run_cli(
+        f"ckpt_path={ckpt}", f"input={tmp_path / 'song.aer'}", f"output={tmp_path / 'back.wav'}",
+        cwd=tmp_path, app="aerecon.decompress",
+    )  # fmt: skip
+    assert back.returncode == 0, back.stderr[-2000:]
+    decoded, rate = sf.read(tmp_path / "back.wav", dtype="float32")
+    model = aerecon.load(ckpt, "cpu")
+    assert rate == RATE and len(decoded) == len(wave)
+    np.testing.assert_allclose(decoded, by_segments(model, wave), atol=1e-5)
+    assert np.abs(decoded).max() > 0.01  # not silence
+
+
+def test_the_same_song_gives_the_same_bytes_and_a_vq_code_compresses_too(tmp_path):
+    ckpt = FIXTURES / "resconv.ckpt"  # a VQ bottleneck, from an earlier version
+    model = aerecon.load(ckpt, "cpu")
+    wave = song(20.05, seed=3)
+    data, samples = learned.compress(model, ckpt, [wave[:333], wave[333:]], batch_size=30)
+    assert (data, samples) == learned.compress(model, ckpt, [wave], batch_size=7)
+    count, blocks = learned.decompress(model, ckpt, data, "the song", batch_size=16)
+    np.testing.assert_allclose(np.concatenate(list(blocks)), by_segments(model, wave), atol=1e-5)
+    assert count == len(wave)
+    # 201 segments (of 200 samples) of 48 codebook indices: the file is their information content
+    # under its histogram, the histogram and a header of a few dozen bytes
+    symbols, _ = learned.song_symbols(model, [wave], 30)
+    assert symbols.shape == (201, 1, 48)
+    assert 8 * len(data) <= entropy.coded_bits([symbols.ravel()]) + 8 * 48 + 64
+
+
+def test_a_model_without_symbols_says_which_do(tmp_path):
+    (tmp_path / "s.wav").write_bytes(b"")
+    sf.write(tmp_path / "s.wav", song(1.0), RATE)
+    result = run_cli(
+        f"ckpt_path={FIXTURES / 'fc.ckpt'}", f"input={tmp_path / 's.wav'}", f"output={tmp_path / 's.aer'}",
+        cwd=tmp_path, app="aerecon.compress",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "code is numbers, not symbols" in result.stderr and "bottleneck=quantized" in result.stderr
+    assert not (tmp_path / "s.aer").exists()
+
+
+def test_a_file_that_is_not_this_checkpoints_whole_compressed_song_is_refused_and_nothing_is_written(
+    quantized, tmp_path
+):
+    ckpt = Path(quantized["best_checkpoint"])
+    model = aerecon.load(ckpt, "cpu")
+    data, _ = learned.compress(model, ckpt, [song(1.3)])
+    other = tmp_path / "other.ckpt"
+    shutil.copy(ckpt, other)
+    with open(other, "ab") as f:  # the same model, another file: another fingerprint
+        f.write(b"\0")
+    codec, rate, samples, payload = container.unpack(data, "x")
+    cases = {
+        "truncated": (data[:-3], ckpt, "truncated or damaged"),
+        "damaged": (data[:-9] + bytes([data[-9] ^ 1]) + data[-8:], ckpt, "truncated or damaged"),
+        "foreign": ((FIXTURES / "README.md").read_bytes(), ckpt, "not an aerecon compressed file"),
+        "empty": (b"", ckpt, "not an aerecon compressed file"),
+        "other checkpoint": (data, other, "compressed with another checkpoint"),
+        "another codec": (container.pack("opus", rate, samples, payload), ckpt, "written by the opus codec"),
+        "another rate": (container.pack(codec, 8000, samples, payload), ckpt, "says 8000 Hz"),
+        "another length": (container.pack(codec, rate, samples * 3, payload), ckpt, "does not fit"),
+    }
+    for name, (content, path, message) in cases.items():
+        (tmp_path / f"{name}.aer").write_bytes(content)
+        with pytest.raises(DataError, match=message):
+            learned.decompress(aerecon.load(path, "cpu"), path, content, name)
+    result = run_cli(
+        f"ckpt_path={ckpt}", f"input={tmp_path / 'truncated.aer'}", f"output={tmp_path / 'out.wav'}",
+        cwd=tmp_path, app="aerecon.decompress",
+    )  # fmt: skip
+    assert result.returncode == 2 and "truncated or damaged" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.wav").exists()
