@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from aerecon.audio.figures import seam_figure, spectrogram_figure, spectrum_figure, waveform_figure
 from aerecon.audio.io import write_wav
 from aerecon.audio.stitch import Stitcher, check_stitch
+from aerecon.coding.learned import compress, compresses, decompress
 from aerecon.data import DEMO, FOLDER, STREAM
 from aerecon.data.cache import CachedSong
 from aerecon.data.datamodule import AudioDataModule
@@ -42,6 +44,7 @@ from aerecon.utils.settings import check_evaluate
 log = logging.getLogger(__name__)
 FIXED_BY_MODEL = ("sample_rate", "segment_seconds")  # the model's input length depends on them
 DEMO_ONLY = ("num_songs", "song_seconds", "render_rate", "render_seed")
+COMPRESSED = ("snr_db", "stft_distance", "lsd_db")  # scored again on the compressed file, where there is one
 
 
 def data_config(cfg: DictConfig, saved: dict) -> dict:
@@ -148,7 +151,7 @@ def overall_metrics(per_song: dict[str, dict], lengths: dict[str, int], seams: d
     overall = {}
     for key in keys:
         values = [m[key] for m in per_song.values()]
-        if key in ("mse", "mae"):
+        if key in ("mse", "mae", "kbps"):  # kbps: all the songs' bits over all their seconds
             overall[key] = sum(v * lengths[name] for v, name in zip(values, per_song)) / total
         elif key.startswith("seam_excess_db"):
             overall[key] = float(seams[key].compute())
@@ -255,6 +258,8 @@ def score_song(model: Autoencoder, original: torch.Tensor, cfg: DictConfig, seam
     reconstruction = model.reconstruct(original, **cfg.stitch, batch_size=cfg.batch_size)
     stitched_seams = Stitcher(model.segment_samples, **cfg.stitch).seams(len(original))
     metrics = song_metrics(original, reconstruction, model.sample_rate, stitched_seams)
+    if compresses(model):
+        metrics |= compressed_metrics(model, original, cfg)
     seams["seam_excess_db"].update(original, reconstruction, stitched_seams)
     if not cfg.butt_joined:
         return metrics, reconstruction, None
@@ -266,6 +271,17 @@ def score_song(model: Autoencoder, original: torch.Tensor, cfg: DictConfig, seam
     metrics["seam_excess_db_butt_joined"] = float(one.compute())
     metrics["snr_db_butt_joined"] = float(signal_noise_ratio(butted, original))
     return metrics, reconstruction, butted
+
+
+def compressed_metrics(model: Autoencoder, original: torch.Tensor, cfg: DictConfig) -> dict[str, float]:
+    """The song's rate in the file aerecon-compress writes (its bytes x 8 over its duration), and
+    the distortion of that file decoded, for a model whose code is discrete."""
+    data, _ = compress(model, cfg.ckpt_path, [original.numpy()], cfg.batch_size)
+    _, blocks = decompress(model, cfg.ckpt_path, data, "the compressed song", cfg.batch_size)
+    decoded = torch.from_numpy(np.concatenate(list(blocks)))
+    scores = song_metrics(original, decoded, model.sample_rate, [])
+    seconds = len(original) / model.sample_rate
+    return {"kbps": 8 * len(data) / seconds / 1000} | {f"{k}_compressed": scores[k] for k in COMPRESSED}
 
 
 def write_results(out: Path, results: dict) -> None:
@@ -281,6 +297,14 @@ def write_results(out: Path, results: dict) -> None:
         overall["band_snr_db_mid"],
         overall["band_snr_db_high"],
     )
+    if "kbps" in overall:
+        log.info(
+            "Compressed files: %.2f kbit/s; decoded: snr_db %.2f, stft_distance %.3f, lsd_db %.2f",
+            overall["kbps"],
+            overall["snr_db_compressed"],
+            overall["stft_distance_compressed"],
+            overall["lsd_db_compressed"],
+        )
     for source, reason in results["skipped"].items():
         log.warning("Not evaluated: %s (%s)", source, reason)
     log.info("Metrics: %s", out / "metrics.json")

@@ -2,13 +2,15 @@
 and a second kind of music.
 
     python experiments/rate_distortion.py [--data data/nexuiz] [--second /usr/share/hyperrogue/music]
-        [--second-songs 6] [--kbps 4,8,16,32]
+        [--second-songs 6] [--kbps 4,8,16,32] [--ckpt LABEL=PATH ...]
 
 Every codec of aerecon.coding.reference writes each song into real bytes and decodes it back (at
 4410 Hz, the thesis's rate). The rate is the bytes written, times 8, over the songs' duration; the
 distortion is measured on whole songs as `aerecon.evaluate` measures it: SNR and the
 multi-resolution STFT distance and log-spectral distance (perceptual codecs keep spectra, not
-waveforms), averaged over songs. Writes experiments/results/rate_distortion.md and prints it.
+waveforms), averaged over songs. Each `--ckpt LABEL=PATH` adds a trained model whose code is
+discrete, measured on the files aerecon-compress writes. Writes
+experiments/results/rate_distortion.md and prints it.
 """
 
 import argparse
@@ -20,8 +22,10 @@ import numpy as np
 import torch
 
 from aerecon.audio.io import load_audio
+from aerecon.coding.learned import LearnedCodec
 from aerecon.coding.reference import reference_codec
 from aerecon.models.metrics import song_metrics
+from aerecon.training.checkpoint import load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, publish, real_music  # noqa: E402
@@ -35,8 +39,7 @@ def points(rates: list[float]) -> list[tuple[str, float | None]]:
     return [("pcm8", None), ("mulaw8", None), *lossy, *((name, 16.0) for name in ("mp3", "aac"))]
 
 
-def measure(songs: list[np.ndarray], name: str, kbps: float | None) -> dict[str, float]:
-    codec = reference_codec(name, kbps)
+def measure(songs: list[np.ndarray], codec) -> dict[str, float]:
     bits, seconds, scores, coding = 0, 0.0, [], 0.0
     for song in songs:
         started = time.perf_counter()
@@ -50,7 +53,7 @@ def measure(songs: list[np.ndarray], name: str, kbps: float | None) -> dict[str,
     return {"kbps": bits / seconds / 1000, **dict(zip(METRICS, means)), "speed": seconds / coding}
 
 
-def table(title: str, songs: list[np.ndarray], rates: list[float]) -> list[str]:
+def table(title: str, songs: list[np.ndarray], rates: list[float], learned: dict[str, LearnedCodec]) -> list[str]:
     minutes = sum(len(s) for s in songs) / RATE / 60
     lines = [
         f"**{title}** ({len(songs)} songs, {minutes:.1f} min)",
@@ -58,8 +61,10 @@ def table(title: str, songs: list[np.ndarray], rates: list[float]) -> list[str]:
         "| codec | asked kbit/s | kbit/s | SNR dB | MR-STFT dist. | LSD dB | encode+decode, x real time |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, kbps in points(rates):
-        m = measure(songs, name, kbps)
+    codecs = [(name, kbps, reference_codec(name, kbps)) for name, kbps in points(rates)]
+    codecs += [(label, codec.model.config.get("codec", {}).get("kbps"), codec) for label, codec in learned.items()]
+    for name, kbps, codec in codecs:
+        m = measure(songs, codec)
         lines.append(
             f"| {name} | {'-' if kbps is None else f'{kbps:g}'} | {m['kbps']:.2f} | {m['snr_db']:.2f} | "
             f"{m['stft_distance']:.3f} | {m['lsd_db']:.2f} | {m['speed']:.0f} |"
@@ -74,19 +79,29 @@ def main() -> None:
     parser.add_argument("--second", type=Path, default=Path("/usr/share/hyperrogue/music"))
     parser.add_argument("--second-songs", type=int, default=6, help="the first N songs of --second, by name")
     parser.add_argument("--kbps", default="4,8,16,32")
+    parser.add_argument(
+        "--ckpt", action="append", default=[], metavar="LABEL=PATH", help="a trained model whose code is discrete"
+    )
     parser.add_argument("--out", type=Path, default=Path("experiments/results/rate_distortion.md"))
     args = parser.parse_args()
+    learned = {}
+    for item in args.ckpt:
+        label, _, path = item.rpartition("=")
+        learned[label or path] = LearnedCodec(load(path, "cpu"), path)
     rates = [float(k) for k in args.kbps.split(",")]
     test = [load_audio(f, RATE).reshape(-1) for f in sorted((real_music(args.data) / "test").glob("*.ogg"))]
     lines = [
-        f"`python experiments/rate_distortion.py --kbps {args.kbps} --second-songs {args.second_songs}`, "
+        f"`python experiments/rate_distortion.py --kbps {args.kbps} --second-songs {args.second_songs}"
+        + "".join(f" --ckpt {item}" for item in args.ckpt)
+        + "`, "
         f"{machine('cpu')}",
         "",
     ]
-    lines += table("nexuiz-music, make bench's test songs", test, rates)
+    lines += table("nexuiz-music, make bench's test songs", test, rates, learned)
     if args.second.is_dir():
         files = sorted(args.second.glob("*.ogg"))[: args.second_songs]
-        lines += table(f"second kind of music: {args.second}", [load_audio(f, RATE).reshape(-1) for f in files], rates)
+        second = [load_audio(f, RATE).reshape(-1) for f in files]
+        lines += table(f"second kind of music: {args.second}", second, rates, learned)
     else:
         lines.append(f"(no second set: {args.second} is not a folder; apt-get install hyperrogue-music)")
     publish(lines, args.out)

@@ -1,6 +1,7 @@
 """Learned codes in bits: bottleneck=quantized trains at a rate, and aerecon-compress /
 aerecon-decompress write and read real files of it (and of a VQ code)."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from conftest import compose_cfg, run_cli
 from test_inference import FIXTURES
 
 import aerecon
+from aerecon.audio.io import load_audio
 from aerecon.coding import container, entropy, learned
 from aerecon.train import train
 from aerecon.utils.errors import ConfigError, DataError
@@ -23,7 +25,14 @@ RATE = 2000  # experiment=tiny's
 def quantized(tmp_path_factory, shared_dirs) -> dict:
     """A resconv with bottleneck=quantized, trained two epochs at a target rate: its results."""
     root = tmp_path_factory.mktemp("quantized")
-    cfg = compose_cfg(root, shared_dirs, "model=resconv", "bottleneck=quantized", "+model.bottleneck.kbps=1.0")
+    cfg = compose_cfg(
+        root,
+        shared_dirs,
+        "model=resconv",
+        "bottleneck=quantized",
+        "model.bottleneck.kbps=1.0",
+        "model.bottleneck.warmup_steps=5",
+    )
     return train(cfg) | {"cfg": cfg}
 
 
@@ -51,7 +60,9 @@ def test_a_quantized_latent_trains_on_each_dense_network_and_logs_its_rate(make_
     model = aerecon.load(results["best_checkpoint"], "cpu")
     n = model.segment_samples
     code = model.encode(torch.from_numpy(song(1.0)[:n]).view(1, 1, n))
-    assert torch.equal(code, code.round())  # the code is integers
+    bottleneck = model.module.bottleneck  # the code is whole steps: quantising it again changes nothing
+    latent = model.module.net.unpack(code)
+    assert torch.equal(bottleneck.latent(latent), latent)
 
 
 def test_a_dense_network_is_the_only_kind_a_quantized_bottleneck_takes(make_cfg):
@@ -154,3 +165,26 @@ def test_a_file_that_is_not_this_checkpoints_whole_compressed_song_is_refused_an
     )  # fmt: skip
     assert result.returncode == 2 and "truncated or damaged" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "out.wav").exists()
+
+
+def test_evaluate_counts_the_rate_of_the_files_it_would_write(quantized, tmp_path, shared_dirs):
+    ckpt = quantized["best_checkpoint"]
+    out = tmp_path / "eval"
+    result = run_cli(
+        f"ckpt_path={ckpt}", f"hydra.run.dir={out}", "max_media_songs=0", "butt_joined=false",
+        cwd=tmp_path, shared=shared_dirs, app="aerecon.evaluate",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = aerecon.load(ckpt, "cpu")
+    bits = seconds = 0
+    for name, scores in metrics["songs"].items():
+        wave = load_audio(next(Path(metrics["data_root"]).rglob(name)), RATE).reshape(-1)  # as the cache holds it
+        data, _ = learned.compress(model, ckpt, [wave])
+        assert scores["kbps"] == pytest.approx(8 * len(data) / (len(wave) / RATE) / 1000)
+        decoded = np.concatenate(list(learned.decompress(model, ckpt, data, name)[1]))
+        snr = 10 * np.log10(np.sum(wave**2) / np.sum((wave - decoded) ** 2))
+        assert scores["snr_db_compressed"] == pytest.approx(snr, abs=0.01)
+        bits, seconds = bits + 8 * len(data), seconds + len(wave) / RATE
+    assert metrics["overall"]["kbps"] == pytest.approx(bits / seconds / 1000)
+    assert "Compressed files: " in result.stdout + result.stderr

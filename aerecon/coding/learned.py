@@ -26,11 +26,16 @@ def fingerprint(ckpt_path: str | Path) -> str:
     return sha256(Path(ckpt_path).expanduser())[:16]
 
 
+def compresses(model) -> bool:
+    """Whether `model` (an aerecon.models.inference.Autoencoder) has a discrete code, which compresses."""
+    return hasattr(model.module.bottleneck, "symbols")
+
+
 def discrete_bottleneck(model, ckpt_path) -> torch.nn.Module:
     """The bottleneck of `model` (an aerecon.models.inference.Autoencoder) that makes its code
     symbols, or a ConfigError naming what compresses."""
     bottleneck = model.module.bottleneck
-    if bottleneck is None or not hasattr(bottleneck, "symbols"):
+    if not compresses(model):
         raise ConfigError(
             f"ckpt_path={ckpt_path}: this model's code is numbers, not symbols, so it has no compressed "
             "file; train one whose code is discrete (bottleneck=quantized, or bottleneck=vq with model=resconv)"
@@ -124,3 +129,21 @@ def decompress(model, ckpt_path, data: bytes, what: str, batch_size: int = 40) -
             yield wave
 
     return samples, blocks()
+
+
+class LearnedCodec:
+    """A trained model's compressed files behind the reference codecs' interface
+    (aerecon.coding.reference): `encode` a song into bytes, `decode` them back."""
+
+    def __init__(self, model, ckpt_path, batch_size: int = 40):
+        discrete_bottleneck(model, ckpt_path)
+        self.model, self.ckpt_path, self.batch_size = model, ckpt_path, batch_size
+        self.name = f"{model.config.get('model_name', 'model')} ({Path(ckpt_path).name})"
+
+    def encode(self, wave: np.ndarray, sample_rate: int) -> bytes:
+        if sample_rate != self.model.sample_rate:
+            raise ConfigError(f"{self.name} codes {self.model.sample_rate} Hz songs, not {sample_rate} Hz")
+        return compress(self.model, self.ckpt_path, [wave], self.batch_size)[0]
+
+    def decode(self, data: bytes, what: str = "the compressed song") -> np.ndarray:
+        return np.concatenate(list(decompress(self.model, self.ckpt_path, data, what, self.batch_size)[1]))

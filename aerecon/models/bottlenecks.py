@@ -202,14 +202,17 @@ class FactorizedPrior(nn.Module):
 
 
 class ScalarQuantizer(nn.Module):
-    """Rounds each latent number to an integer, the code's symbols, and prices them in bits.
+    """Divides each latent channel by its quantisation step (learned, starting at `step`) and
+    rounds: the code's symbols, priced in bits; the decoder receives symbols x step.
 
     - training adds uniform noise in [-1/2, 1/2) instead of rounding (Ballé et al. 2017), so the
       decoder learns what rounding does and the rate stays differentiable; evaluation rounds;
     - the rate is the symbols' information content under a learned FactorizedPrior per latent
       channel, in kbit/s of audio (`seconds` of audio per segment); the loss adds `rate_lambda` x kbit/s;
-    - with `kbps` set, `rate_lambda` follows the rate: each training step multiplies it by
-      exp(`adapt` x (rate / kbps - 1)), so training settles near the target rate.
+    - with `kbps` set, `rate_lambda` follows the rate: after `warmup_steps` training steps (the
+      prior learns the latent's distribution first), each step multiplies it by
+      (rate / kbps) ** `adapt`, so training settles near the target rate;
+    - its own parameters (the prior and the steps) learn `lr_scale` times the optimizer's rate.
     A flat latent [B, n] counts as one channel. Compressed files code the symbols with
     constriction's range coder (aerecon.coding.learned).
     """
@@ -223,6 +226,9 @@ class ScalarQuantizer(nn.Module):
         rate_lambda: float = 0.01,
         kbps: float | None = None,
         adapt: float = 0.01,
+        step: float = 1.0,
+        warmup_steps: int = 1000,
+        lr_scale: float = 10.0,
         filters: tuple[int, ...] = (3, 3, 3),
     ):
         super().__init__()
@@ -230,37 +236,45 @@ class ScalarQuantizer(nn.Module):
             raise ConfigError(f"model.bottleneck.rate_lambda={rate_lambda}: use a number of at least 0, e.g. 0.01")
         if kbps is not None and not (isinstance(kbps, (int, float)) and math.isfinite(kbps) and kbps > 0):
             raise ConfigError(f"codec.kbps={kbps}: use a rate in kbit/s above 0, e.g. codec.kbps=8")
+        if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+            raise ConfigError(f"model.bottleneck.step={step}: use a quantisation step above 0, e.g. 1.0")
         self.seconds, self.kbps, self.adapt = float(seconds), kbps, adapt
+        self.warmup_steps, self.lr_scale = warmup_steps, float(lr_scale)
         self.prior = FactorizedPrior(channels, tuple(filters))
+        self.register_buffer("steps_taken", torch.zeros((), dtype=torch.long))
+        self.log_step = nn.Parameter(torch.full((channels, 1), math.log(step)))
         self.register_buffer("rate_lambda", torch.tensor(float(rate_lambda)))  # follows the rate: resumes with it
 
-    @staticmethod
-    def _channels(z: torch.Tensor) -> torch.Tensor:
-        return z.float().reshape(z.shape[0], z.shape[1] if z.dim() == 3 else 1, -1)
+    def _steps(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, ...] in units of its channel's step, as [B, C, T]."""
+        channels = z.float().reshape(z.shape[0], z.shape[1] if z.dim() == 3 else 1, -1)
+        return channels / self.log_step.exp()
 
     def symbols(self, z: torch.Tensor) -> torch.Tensor:
         """The integer symbols [B, C, T] of latents z."""
-        return torch.round(self._channels(z)).long()
+        return torch.round(self._steps(z)).long()
 
     def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
         """Latents of shape `like` [B, ...] back from their symbols."""
-        return symbols.float().reshape(like)
+        return (symbols.float() * self.log_step.exp()).reshape(like)
 
     def latent(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.round(z.float()).to(z.dtype)
+        return self.from_symbols(self.symbols(z), z.shape).to(z.dtype)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        y = self._channels(z)
+        y = self._steps(z)
         if self.training:
             y = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         else:
             y = torch.round(y)
         bits = -torch.log2(self.prior.likelihood(y)).sum((1, 2))
         kbps = bits.mean() / self.seconds / 1000
-        if self.training and self.kbps is not None and torch.is_grad_enabled():
-            self._follow(kbps.detach())
+        if self.training and torch.is_grad_enabled():
+            self.steps_taken += 1
+            if self.kbps is not None and self.steps_taken > self.warmup_steps:
+                self._follow(kbps.detach())
         terms = {"total": self.rate_lambda * kbps, "kbps": kbps.detach(), "rate_lambda": self.rate_lambda.clone()}
-        return y.reshape(z.shape).to(z.dtype), terms
+        return (y * self.log_step.exp()).reshape(z.shape).to(z.dtype), terms
 
     @torch.no_grad()
     def _follow(self, kbps: torch.Tensor) -> None:
@@ -268,4 +282,4 @@ class ScalarQuantizer(nn.Module):
             kbps = kbps.clone()  # every process takes the same step, from the global batch's rate
             torch.distributed.all_reduce(kbps)
             kbps /= torch.distributed.get_world_size()
-        self.rate_lambda.mul_(torch.exp(self.adapt * (kbps / self.kbps - 1)))
+        self.rate_lambda.mul_((kbps / self.kbps) ** self.adapt)

@@ -281,7 +281,16 @@ class AutoencoderModule(L.LightningModule):
     def configure_optimizers(self):
         if self.net.fits:
             return torch.optim.SGD([self.progress], lr=0.0)
-        optimizer = self.optimizer_factory(params=self.parameters())
+        scale = getattr(self.bottleneck, "lr_scale", 1.0)
+        if scale == 1.0:
+            optimizer = self.optimizer_factory(params=self.parameters())
+        else:  # the bottleneck's own parameters (an entropy model) learn at their own rate
+            own = {id(p) for p in self.bottleneck.parameters()}
+            rest = [p for p in self.parameters() if id(p) not in own]
+            optimizer = self.optimizer_factory(
+                params=[{"params": rest}, {"params": list(self.bottleneck.parameters())}]
+            )
+            optimizer.param_groups[1]["lr"] *= scale
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

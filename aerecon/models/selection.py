@@ -18,6 +18,25 @@ from torch import nn
 from aerecon.models.net import VALUE_BITS, position_bits
 
 
+class All(nn.Module):
+    """Every coefficient, as numbers (no positions): a dense latent, for a quantized bottleneck to round."""
+
+    def __init__(self, numbers: int):
+        super().__init__()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def pack(self, z: torch.Tensor) -> torch.Tensor:
+        return z.flatten(1)
+
+    def unpack(self, code: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        return code.view(code.shape[0], *shape)
+
+    def code_bits(self, shape: tuple[int, int]) -> int:
+        return VALUE_BITS * math.prod(shape)
+
+
 class TopK(nn.Module):
     def __init__(self, numbers: int):
         super().__init__()

@@ -8,7 +8,7 @@ from torch import nn
 
 from aerecon.audio.representation import Raw
 from aerecon.models.net import Net, check_latent
-from aerecon.models.selection import Runs, TopK
+from aerecon.models.selection import All, Runs, TopK
 from aerecon.utils.errors import ConfigError
 
 
@@ -21,7 +21,7 @@ def mdct_basis(hop: int) -> torch.Tensor:
     return (math.sqrt(2 / hop) * cosines * window[None]).float()
 
 
-SELECTORS = {"topk": TopK, "runs": Runs}
+SELECTORS = {"topk": TopK, "runs": Runs, "all": All}
 
 
 class SparseConvAutoencoder(Net):
@@ -30,15 +30,14 @@ class SparseConvAutoencoder(Net):
     - The latent code is `latent` numbers, positions counted. `select=topk` keeps the latent / 2
       largest coefficients of the segment and their positions (3300 numbers = 1650 coefficients
       for the thesis's size); `select=runs` keeps runs of frames per channel, a descriptor each
-      (aerecon.models.selection).
+      (aerecon.models.selection). `select=all` keeps every coefficient (`latent` is then unused):
+      a dense latent, which bottleneck=quantized rounds into a transform code (experiment=codec).
     - `init=mdct` starts the filterbank as an MDCT (sine window), so an untrained model is
       already the adaptive MDCT code; training then adapts both filterbanks to the music.
       `init=random` starts from scratch.
     - Waveform in and out (`representation=raw`); the input is padded to whole hops and
       cropped back, so any length round-trips.
     """
-
-    dense_latent = False
 
     representation = Raw
     representation_hint = "filters waveforms: use representation=raw"
@@ -74,6 +73,7 @@ class SparseConvAutoencoder(Net):
                 f"model.net.hop or select=topk"
             )
         self.select = SELECTORS[select](latent)
+        self.dense_latent = select == "all"
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The filterbank's coefficients [B, hop, frames], all but the kept ones zeroed."""
