@@ -15,14 +15,14 @@ from aerecon.utils.config import CONF_DIR, home_paths
 from aerecon.utils.errors import AudioError, DiskError, exit_on_user_error, sigterm_stops
 from aerecon.utils.files import atomic_write
 from aerecon.utils.logs import silence_third_party
-from aerecon.utils.settings import CODEC
+from aerecon.utils.settings import COMPRESS
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     """Compress cfg.input into cfg.output; what was written (output, samples, bytes, kbps)."""
-    source, target = check_paths(cfg, "aerecon-compress", ".aer", "a compressed song is written as .aer", CODEC)
+    source, target = check_paths(cfg, "aerecon-compress", ".aer", "a compressed song is written as .aer", COMPRESS)
     model = load(cfg.ckpt_path, cfg.device)
     discrete_bottleneck(model, cfg.ckpt_path)
     with open_mono(source, block_frames=max(1, round(cfg.block_seconds * model.sample_rate))) as (rate, blocks):
@@ -36,7 +36,7 @@ def run(cfg: DictConfig) -> dict:
                 yield to_model(block)
             yield to_model.flush()
 
-        data, samples = compress(model, cfg.ckpt_path, song(), cfg.batch_size)
+        data, samples = compress(model, cfg.ckpt_path, song(), cfg.batch_size, cfg.kbps)
     try:
         atomic_write(target, lambda f: f.write(data))
     except OSError as error:  # a full, read-only or special file system: nothing half-written is left

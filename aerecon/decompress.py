@@ -15,14 +15,14 @@ from aerecon.training.checkpoint import load
 from aerecon.utils.config import CONF_DIR, home_paths
 from aerecon.utils.errors import DiskError, exit_on_user_error, sigterm_stops
 from aerecon.utils.logs import silence_third_party
-from aerecon.utils.settings import CODEC
+from aerecon.utils.settings import DECOMPRESS
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     """Decode cfg.input into the WAV cfg.output; what was written (output, samples)."""
-    source, target = check_paths(cfg, "aerecon-decompress", ".wav", "the decoded song is written as WAV", CODEC)
+    source, target = check_paths(cfg, "aerecon-decompress", ".wav", "the decoded song is written as WAV", DECOMPRESS)
     model = load(cfg.ckpt_path, cfg.device)
     samples, blocks = decompress(model, cfg.ckpt_path, _read(source), f"input={source}", cfg.batch_size)
     try:

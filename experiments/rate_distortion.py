@@ -9,7 +9,8 @@ Every codec of aerecon.coding.reference writes each song into real bytes and dec
 distortion is measured on whole songs as `aerecon.evaluate` measures it: SNR and the
 multi-resolution STFT distance and log-spectral distance (perceptual codecs keep spectra, not
 waveforms), averaged over songs. Each `--ckpt LABEL=PATH` adds a trained model whose code is
-discrete, measured on the files aerecon-compress writes. Writes
+discrete, measured on the files aerecon-compress writes: at its own rate, and at each rate asked
+(`aerecon-compress kbps=N`: every quantisation step scaled by the one factor that fits). Writes
 experiments/results/rate_distortion.md and prints it.
 """
 
@@ -62,7 +63,9 @@ def table(title: str, songs: list[np.ndarray], rates: list[float], learned: dict
         "|---|---|---|---|---|---|---|",
     ]
     codecs = [(name, kbps, reference_codec(name, kbps)) for name, kbps in points(rates)]
-    codecs += [(label, codec.model.config.get("codec", {}).get("kbps"), codec) for label, codec in learned.items()]
+    for label, codec in learned.items():  # at the rate it trained towards, then fitted to each rate asked
+        codecs.append((label, None, codec))
+        codecs += [(label, kbps, LearnedCodec(codec.model, codec.ckpt_path, kbps=kbps)) for kbps in rates]
     for name, kbps, codec in codecs:
         m = measure(songs, codec)
         lines.append(

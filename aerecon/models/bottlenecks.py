@@ -56,13 +56,18 @@ class VectorQuantizer(nn.Module):
         distance = flat.square().sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.square().sum(1)
         return distance.argmin(1)
 
-    def symbols(self, z: torch.Tensor) -> torch.Tensor:
-        """The code's symbols [B, 1, T]: each latent frame's codebook index."""
-        b, c, t = z.shape
-        return self.quantize(z.float().transpose(1, 2).reshape(b * t, c)).view(b, 1, t)
+    scalable = False  # one rate: the codebook's
 
-    def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
-        return self.codebook.float()[symbols.view(symbols.shape[0], -1)].transpose(1, 2).reshape(like)
+    def values(self, z: torch.Tensor) -> torch.Tensor:
+        """The code's symbols [B, 1, T], as floats: each latent frame's codebook index."""
+        b, c, t = z.shape
+        return self.quantize(z.float().transpose(1, 2).reshape(b * t, c)).view(b, 1, t).float()
+
+    def symbols(self, z: torch.Tensor) -> torch.Tensor:
+        return self.values(z).long()
+
+    def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...], scale: float = 1.0) -> torch.Tensor:
+        return self.codebook.float()[symbols.view(symbols.shape[0], -1).long()].transpose(1, 2).reshape(like)
 
     @torch.no_grad()
     def _learn(self, flat: torch.Tensor, index: torch.Tensor) -> None:
@@ -218,6 +223,7 @@ class ScalarQuantizer(nn.Module):
     """
 
     needs_frames = False
+    scalable = True  # compressed files may scale every step by one factor, to fit a rate
 
     def __init__(
         self,
@@ -245,24 +251,24 @@ class ScalarQuantizer(nn.Module):
         self.log_step = nn.Parameter(torch.full((channels, 1), math.log(step)))
         self.register_buffer("rate_lambda", torch.tensor(float(rate_lambda)))  # follows the rate: resumes with it
 
-    def _steps(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, ...] in units of its channel's step, as [B, C, T]."""
+    def values(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, ...] in units of its channel's step, as [B, C, T]: rounded, the code's symbols."""
         channels = z.float().reshape(z.shape[0], z.shape[1] if z.dim() == 3 else 1, -1)
         return channels / self.log_step.exp()
 
     def symbols(self, z: torch.Tensor) -> torch.Tensor:
         """The integer symbols [B, C, T] of latents z."""
-        return torch.round(self._steps(z)).long()
+        return torch.round(self.values(z)).long()
 
-    def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...]) -> torch.Tensor:
-        """Latents of shape `like` [B, ...] back from their symbols."""
-        return (symbols.float() * self.log_step.exp()).reshape(like)
+    def from_symbols(self, symbols: torch.Tensor, like: tuple[int, ...], scale: float = 1.0) -> torch.Tensor:
+        """Latents of shape `like` [B, ...] back from their symbols (of values divided by `scale`)."""
+        return (symbols.float() * scale * self.log_step.exp()).reshape(like)
 
     def latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.from_symbols(self.symbols(z), z.shape).to(z.dtype)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        y = self._steps(z)
+        y = self.values(z)
         if self.training:
             y = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         else:

@@ -102,14 +102,15 @@ class AutoencoderModule(L.LightningModule):
             z = self.bottleneck.latent(z) if not self.training else self.bottleneck(z)[0]
         return self.net.pack(z)
 
-    def symbols(self, x: torch.Tensor) -> torch.Tensor:
-        """Representation-domain segments [B, 1, n] -> their code's integer symbols [B, channels,
-        frames], for a bottleneck whose code is discrete (aerecon.coding.learned compresses them)."""
-        return self.bottleneck.symbols(self.net.encode(self._weights_dtype(x)))
+    def code_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation-domain segments [B, 1, n] -> their code before rounding [B, channels,
+        frames], for a bottleneck whose code is discrete: rounded, its symbols (aerecon.coding.learned)."""
+        return self.bottleneck.values(self.net.encode(self._weights_dtype(x)))
 
-    def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
-        """Symbols [B, channels, frames] -> representation-domain segments [B, 1, n]."""
-        z = self.bottleneck.from_symbols(symbols, (len(symbols), *self.net.latent_shape))
+    def from_symbols(self, symbols: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Symbols [B, channels, frames] of code values divided by `scale` -> representation-domain
+        segments [B, 1, n]."""
+        z = self.bottleneck.from_symbols(symbols, (len(symbols), *self.net.latent_shape), scale)
         return self.net.decode(self._weights_dtype(z))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:

@@ -154,7 +154,8 @@ RECONSTRUCT = (
     | {"block_seconds": (positive, "seconds above 0", "block_seconds=60")}
     | booleans("overwrite")
 )
-CODEC = RECONSTRUCT  # aerecon-compress and aerecon-decompress
+DECOMPRESS = RECONSTRUCT
+COMPRESS = RECONSTRUCT | {"kbps": (optional(positive), "a rate in kbit/s above 0, or null", "kbps=8")}
 
 
 def _value(cfg: DictConfig, key: str):
