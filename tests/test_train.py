@@ -504,3 +504,14 @@ def test_a_checkpoint_holds_the_weights_the_optimizer_state_and_little_else(make
     weights, optimizer = tensor_bytes(checkpoint["state_dict"]), tensor_bytes(checkpoint["optimizer_states"])
     assert weights == sum(p.nbytes for p in checkpoint["state_dict"].values())
     assert path.stat().st_size <= weights + optimizer + 256 * 1024  # run state, config and zip headers: small
+
+
+def test_a_checkpoint_that_stored_the_thesis_split_resumes_under_the_null_that_stands_for_it():
+    from aerecon.data.segments import THESIS_SPLIT
+    from aerecon.train import _resume_value
+
+    before = {"data": {"split": dict(THESIS_SPLIT)}}  # what checkpoints stored before the default moved
+    assert _resume_value(before, "data.split") == _resume_value({"data": {"split": None}}, "data.split")
+    assert _resume_value({"data": {"split": {"train": 1, "val": 1, "test": 1}}}, "data.split") != _resume_value(
+        before, "data.split"
+    )
