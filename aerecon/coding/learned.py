@@ -112,17 +112,19 @@ def compress(
     rate. With `kbps`, every step is scaled by the one factor that fits the file to that rate."""
     bottleneck = discrete_bottleneck(model, ckpt_path)
     values, samples = song_values(model, blocks, batch_size)
+    codec = _codec(ckpt_path)  # the checkpoint is read once, however many files are tried
 
     def file(scale: float) -> bytes:
         payload = SCALE.pack(scale) + entropy.encode(_groups(song_symbols(values, scale)))
-        return container.pack(_codec(ckpt_path), model.sample_rate, samples, payload)
+        return container.pack(codec, model.sample_rate, samples, payload)
 
     if kbps is None:
         return file(1.0), samples
     if not bottleneck.scalable:
         raise ConfigError(f"kbps={kbps:g}: this model's code has one rate; leave kbps out")
     seconds = samples / model.sample_rate
-    budget = kbps * 1000 * seconds - 8 * (len(_frame(ckpt_path)) + SCALE.size)
+    frame = len(container.pack(codec, 0, 0, b""))  # what a file adds to its code
+    budget = kbps * 1000 * seconds - 8 * (frame + SCALE.size)
     for _ in range(8):  # the coder's last words are not in the estimate: fit again below what was over
         data = file(fit_scale(values, budget))
         over = 8 * len(data) - kbps * 1000 * seconds
@@ -134,11 +136,6 @@ def compress(
 
 def _codec(ckpt_path) -> str:
     return PREFIX + fingerprint(ckpt_path)
-
-
-def _frame(ckpt_path) -> bytes:
-    """The container's frame around an empty payload: what a file adds to its code."""
-    return container.pack(_codec(ckpt_path), 0, 0, b"")
 
 
 def read_symbols(model, ckpt_path, data: bytes, what: str) -> tuple[np.ndarray, float, int]:
